@@ -1,0 +1,169 @@
+//! HTTP Basic authentication with a hashed password, a throttle on failed logins per
+//! address, and the switch that disables the API (503).
+
+use super::error::ApiError;
+use super::AppState;
+use crate::crypto::password::PasswordHash;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Paths served without credentials.
+pub const PUBLIC_PATHS: [&str; 1] = ["/api/publickey"];
+
+pub struct Auth {
+    user: String,
+    hash: PasswordHash,
+    /// Digests of `Authorization` headers already checked against the PBKDF2 hash, so a busy
+    /// client pays for the slow hash once, not per request.
+    verified: Mutex<HashSet<[u8; 32]>>,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    max_failures: u32,
+    window: Duration,
+}
+
+const VERIFIED_CACHE: usize = 256;
+
+impl Auth {
+    pub fn new(user: String, hash: PasswordHash, max_failures: u32, window: Duration) -> Auth {
+        Auth {
+            user,
+            hash,
+            verified: Mutex::new(HashSet::new()),
+            failures: Mutex::new(HashMap::new()),
+            max_failures: max_failures.max(1),
+            window,
+        }
+    }
+
+    fn check(&self, header: Option<&[u8]>) -> bool {
+        let Some(h) = header else { return false };
+        let digest: [u8; 32] = Sha256::digest(h).into();
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&digest)
+        {
+            return true;
+        }
+        let Some(b64) = h
+            .strip_prefix(b"Basic ")
+            .or_else(|| h.strip_prefix(b"basic "))
+        else {
+            return false;
+        };
+        let Some(decoded) = std::str::from_utf8(b64).ok().and_then(crate::crypto::unb64) else {
+            return false;
+        };
+        let Ok(text) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, pass)) = text.split_once(':') else {
+            return false;
+        };
+        // Always run the hash, so a wrong user name costs as long as a wrong password.
+        let pass_ok = self.hash.verify(pass);
+        let ok = pass_ok && user == self.user;
+        if ok {
+            let mut v = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if v.len() >= VERIFIED_CACHE {
+                v.clear();
+            }
+            v.insert(digest);
+        }
+        ok
+    }
+
+    /// Seconds until `ip` may try again, if it is throttled.
+    fn throttled(&self, ip: IpAddr) -> Option<u64> {
+        let f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let (n, since) = f.get(&ip)?;
+        let left = self.window.checked_sub(since.elapsed())?;
+        (*n >= self.max_failures).then(|| left.as_secs().max(1))
+    }
+
+    fn record_failure(&self, ip: IpAddr) {
+        let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = f.entry(ip).or_insert((0, Instant::now()));
+        if e.1.elapsed() > self.window {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+        if f.len() > 10_000 {
+            let w = self.window;
+            f.retain(|_, (_, t)| t.elapsed() <= w);
+        }
+    }
+
+    fn clear_failures(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ip);
+    }
+}
+
+fn unauthorized(message: impl Into<String>) -> Response {
+    ApiError::new(StatusCode::UNAUTHORIZED, "EHTTPUnauthorized", message).into_response()
+}
+
+/// Refuses requests without valid credentials.
+pub async fn require_login(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if PUBLIC_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    if let Some(secs) = state.auth.throttled(ip) {
+        return unauthorized(format!(
+            "too many failed logins from {ip}; try again in {secs} s"
+        ));
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let auth = state.clone();
+    let ok = tokio::task::spawn_blocking(move || auth.auth.check(header.as_deref()))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        state.auth.record_failure(ip);
+        return unauthorized(
+            "HTTP Basic authentication with a valid user name and password is required",
+        );
+    }
+    state.auth.clear_failures(ip);
+    next.run(req).await
+}
+
+/// Answers 503 for every request while the API is disabled in the settings.
+pub async fn require_enabled(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if !state.api_enabled {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "EAPIDisabled",
+            "access to the API is disabled in the settings ([api] enabled = false)",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}

@@ -1,0 +1,164 @@
+//! The one place where failures become HTTP: every error leaves as the spec's error body
+//! `{Code, Text, Message, Exception}`.
+
+use super::reply::Reply;
+use crate::hal::DeviceError;
+use crate::host::HostError;
+use crate::keymem::MemoryError;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub exception: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    #[serde(rename = "Code")]
+    code: u16,
+    #[serde(rename = "Text")]
+    text: &'a str,
+    #[serde(rename = "Message")]
+    message: String,
+    #[serde(rename = "Exception")]
+    exception: &'a str,
+}
+
+/// Reason phrases as the spec's table prints them.
+pub fn status_text(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200 => "OK",
+        201 => "Created",
+        202 => "Updated",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not found",
+        405 => "Method Not Allowed",
+        500 => "Internal server error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => s.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, exception: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            exception,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "EBadRequest", message)
+    }
+
+    pub fn not_found_url(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "EHTTPNotFound",
+            format!("The requested URL \"{path}\" was not found."),
+        )
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "EHTTPMethodNotAllowed",
+            format!("The method {method} is not allowed for \"{path}\"."),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.status.as_u16(),
+            text: status_text(self.status),
+            message: format!("({}) {}", self.exception, self.message),
+            exception: self.exception,
+        };
+        let mut resp = Reply::json(self.status, &body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic realm=\"keybridge\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<HostError> for ApiError {
+    fn from(e: HostError) -> Self {
+        use StatusCode as S;
+        let message = e.to_string();
+        let (status, exception) = match &e {
+            HostError::KeyNotFound(_) => (S::NOT_FOUND, "EKeyNotFound"),
+            HostError::KeyNotAttached(_) | HostError::DeviceNotAttached(_) => {
+                (S::NOT_FOUND, "EKeyNotAttached")
+            }
+            HostError::SessionNotFound(_) => (S::NOT_FOUND, "ESessionNotFound"),
+            HostError::ConnectionNotFound(_) => (S::NOT_FOUND, "EConnectionNotFound"),
+            HostError::NoMatchingKey(_) => (S::NOT_FOUND, "ENoMatchingKey"),
+            HostError::NoFreeLicence(_) => (S::FORBIDDEN, "ENoFreeLicence"),
+            HostError::Memory(m) => match m {
+                MemoryError::WrongPassword { .. } => (S::FORBIDDEN, "EWrongPassword"),
+                MemoryError::Locked { .. } => (S::FORBIDDEN, "EMemoryLocked"),
+                MemoryError::TooLarge { .. } => (S::BAD_REQUEST, "EValueTooLarge"),
+                MemoryError::PasswordTooLong { .. } => (S::BAD_REQUEST, "EPasswordTooLong"),
+            },
+            HostError::Device { error, .. } => match error {
+                DeviceError::Disconnected => (S::NOT_FOUND, "EKeyNotAttached"),
+                _ => (S::INTERNAL_SERVER_ERROR, "EDeviceError"),
+            },
+            HostError::Licence(_) => (S::BAD_REQUEST, "ELicenceInvalid"),
+            HostError::DeviceNotBlank(_) => (S::BAD_REQUEST, "EKeyNotBlank"),
+            HostError::Invalid(_) => (S::BAD_REQUEST, "EBadRequest"),
+            HostError::Store(_) => (S::INTERNAL_SERVER_ERROR, "EStorageError"),
+            HostError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "ENotImplemented"),
+            HostError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "EInternalError"),
+        };
+        if status.is_server_error() {
+            tracing::error!("{message}");
+        }
+        ApiError::new(status, exception, message)
+    }
+}
+
+/// Turns responses the framework makes by itself (405 from a route, a rejected body) into the
+/// spec's error body, so no response leaves without it.
+pub async fn normalise(req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    let status = resp.status();
+    if !status.is_client_error() && !status.is_server_error() || is_json {
+        return resp;
+    }
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut out = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(&method, &path),
+        StatusCode::NOT_FOUND => ApiError::not_found_url(&path),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::bad_request("the request body is too large"),
+        s if s.is_client_error() => ApiError::new(s, "EBadRequest", "the request was rejected"),
+        s => ApiError::new(s, "EInternalError", "internal error"),
+    }
+    .into_response();
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}

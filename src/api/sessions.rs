@@ -1,0 +1,137 @@
+//! Sessions (`/api/sessions`) and the connections they arrive on (`/api/connections`).
+
+use super::error::ApiError;
+use super::params::Params;
+use super::reply::Reply;
+use super::wire::{ConnectionJson, ConnectionList, LicenceJson, SessionJson, SessionList};
+use super::AppState;
+use crate::host::{Opened, SessionRequest};
+use crate::licence::{Iec, Itn};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+const MAX_TEXT: usize = 1024;
+
+pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
+    let now = crate::time::now();
+    let sessions = st
+        .host
+        .sessions()
+        .iter()
+        .map(|s| SessionJson::new(s, now))
+        .collect();
+    Reply::ok(&SessionList { sessions })
+}
+
+pub async fn one(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Reply, ApiError> {
+    let s = st.host.session(&id)?;
+    Ok(Reply::ok(&SessionJson::new(&s, crate::time::now())))
+}
+
+/// Releases a session early (not in the spec; design §5). 202 with no body.
+pub async fn close(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Reply, ApiError> {
+    st.host.close_session(&id)?;
+    Ok(Reply::updated())
+}
+
+pub async fn connections(State(st): State<Arc<AppState>>) -> Reply {
+    let now = crate::time::now();
+    let connections = st
+        .host
+        .connections()
+        .iter()
+        .map(|c| ConnectionJson::new(c, now))
+        .collect();
+    Reply::ok(&ConnectionList { connections })
+}
+
+pub async fn connection(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Reply, ApiError> {
+    let c = st.host.connection(&id)?;
+    Ok(Reply::ok(&ConnectionJson::new(&c, crate::time::now())))
+}
+
+fn parse_request(
+    p: &Params,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<SessionRequest, ApiError> {
+    let itn = p
+        .text("ITN")?
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            // A client may send the ITN as a number, losing leading zeros: pad to 10 or 12.
+            let s = s.trim().to_owned();
+            let padded = if s.len() < 10 {
+                format!("{s:0>10}")
+            } else if s.len() == 11 {
+                format!("{s:0>12}")
+            } else {
+                s
+            };
+            Itn::try_from(padded)
+        })
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let iec = p
+        .text("IEC")?
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Iec::try_from(format!("{:0>9}", s.trim())))
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let session_started = p
+        .text_max("SessionStarted", 64)?
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            crate::time::parse_client(&s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "SessionStarted {s:?} is not a date and time (ISO 8601)"
+                ))
+            })
+        })
+        .transpose()?;
+    Ok(SessionRequest {
+        key_id: p.required("KeyID", 64)?,
+        client_session_id: p.required("ClientSessionID", 256)?,
+        app_name: p.required("AppName", MAX_TEXT)?,
+        user_name: p.text_max("UserName", MAX_TEXT)?,
+        session_started,
+        computer_name: p.text_max("ComputerName", MAX_TEXT)?,
+        info_base_name: p.text_max("InfoBaseName", MAX_TEXT)?,
+        access_code: p.text_max("AccessCode", MAX_TEXT)?,
+        key_no: p.number("KeyNo")?,
+        itn,
+        iec,
+        peer_ip: peer.ip(),
+        client_version: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect()),
+    })
+}
+
+/// Opens an external session: 201 with the licence it holds, or 200 when the ClientSessionID
+/// already has a session (whose lease this renews).
+pub async fn open(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Reply, ApiError> {
+    let req = parse_request(&p, peer, &headers)?;
+    let now = crate::time::now();
+    Ok(match st.host.open_session(req)? {
+        Opened::Created(e) => Reply::json(StatusCode::CREATED, &LicenceJson::new(&e, now)),
+        Opened::Existing(e) => Reply::ok(&LicenceJson::new(&e, now)),
+    })
+}

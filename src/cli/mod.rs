@@ -1,0 +1,163 @@
+//! The `keybridge` command line.
+
+mod serve;
+mod tools;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "keybridge",
+    version,
+    about = "Open licence host speaking the 1C СЛК 3.0 external API, with USB key support",
+    long_about = "keybridge serves the СЛК 3.0 external HTTP API (/api, port 9099): licences, key user \
+memory, sessions and connections, every response signed. Software keys are files in the data \
+directory; USB keys are reached through a hardware-abstraction layer (a simulated backend is built in).\n\n\
+Quick start: keybridge serve --demo"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the licence host.
+    Serve(serve::ServeArgs),
+    /// The host's response-signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Check the signature of a saved API response.
+    Verify(tools::VerifyArgs),
+    /// Install licence files.
+    Licence {
+        #[command(subcommand)]
+        command: LicenceCommand,
+    },
+    /// Plug, unplug and list simulated USB keys on a running host.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// API credentials.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+/// Where the host's data is, for commands that work on it.
+#[derive(Args, Clone)]
+pub struct DataArgs {
+    /// Data directory of the host [default: data from the config, else /var/lib/keybridge]
+    #[arg(long, env = "KEYBRIDGE_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Config file [default: /etc/keybridge/keybridge.toml if it exists]
+    #[arg(long, env = "KEYBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Print the public key (PEM) that verifies this host's response signatures.
+    Public(DataArgs),
+}
+
+#[derive(Subcommand)]
+pub enum LicenceCommand {
+    /// Install a signed licence file: a software key for this machine, or a key for an
+    /// attached blank USB key (then the host must be running).
+    Import {
+        /// The licence file.
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// Plug in a simulated USB key; a new serial number makes a blank.
+    Plug {
+        /// Serial number of the key [default: a new random one]
+        #[arg(long)]
+        serial: Option<u64>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Pull a simulated USB key out.
+    Unplug {
+        #[arg(long)]
+        serial: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List simulated USB keys and whether each is plugged in.
+    List(DataArgs),
+}
+
+#[derive(Subcommand)]
+pub enum AuthCommand {
+    /// Read a password from standard input and print the `password_hash` line for the
+    /// config's [api] section.
+    Hash,
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Key {
+            command: KeyCommand::Public(d),
+        } => tools::key_public(&d),
+        Command::Verify(a) => tools::verify(&a),
+        Command::Licence {
+            command: LicenceCommand::Import { file, data },
+        } => tools::licence_import(&file, &data),
+        Command::Sim { command } => tools::sim(command),
+        Command::Auth {
+            command: AuthCommand::Hash,
+        } => tools::auth_hash(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keybridge: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Errors of the CLI are messages for a person.
+pub type CliResult = Result<ExitCode, String>;
+
+impl DataArgs {
+    /// The config (explicit file must exist; the default one may be absent).
+    pub fn config(&self) -> Result<crate::config::Config, String> {
+        match &self.config {
+            Some(p) => crate::config::Config::load(p, true),
+            None => crate::config::Config::load(
+                std::path::Path::new(crate::config::DEFAULT_CONFIG_PATH),
+                false,
+            ),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    pub fn data_dir(&self, config: &crate::config::Config, demo: bool) -> PathBuf {
+        self.data
+            .clone()
+            .or_else(|| config.data.clone())
+            .unwrap_or_else(|| {
+                PathBuf::from(if demo {
+                    crate::config::DEMO_DATA_DIR
+                } else {
+                    crate::config::DEFAULT_DATA_DIR
+                })
+            })
+    }
+}

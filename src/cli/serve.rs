@@ -1,0 +1,189 @@
+//! `keybridge serve`: builds the host from config and flags and serves the API.
+
+use super::{CliResult, DataArgs};
+use crate::api::{self, AppState, Auth};
+use crate::config::{Config, DEFAULT_LISTEN};
+use crate::crypto::password::PasswordHash;
+use crate::host::{self, demo, Host, HostOptions};
+use crate::licence::TrustStore;
+use crate::store::keyfile;
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on [default: 127.0.0.1:9099]. A non-loopback address is
+    /// refused while the API password is the default one.
+    #[arg(long, env = "KEYBRIDGE_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Provision demo keys on first start (a software key, a simulated USB key with a
+    /// licence, a blank simulated USB key) signed by a demo centre key the host trusts.
+    /// Data goes to ./data unless --data or the config says otherwise.
+    #[arg(long)]
+    demo: bool,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+pub fn run(args: ServeArgs) -> CliResult {
+    init_logging(args.log_json);
+    let config = args.data.config()?;
+    let listen = args.listen.or(config.listen).unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9099)))
+    });
+    let data_dir = args.data.data_dir(&config, args.demo);
+
+    let default_password = config.api.password_hash.is_none();
+    if default_password && !listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {listen} with the default API password (admin/admin); \
+             set password_hash in the [api] section of the config (make one with `keybridge auth hash`)"
+        ));
+    }
+    let hash = match &config.api.password_hash {
+        Some(h) => PasswordHash::parse(h).map_err(|e| format!("[api] password_hash: {e}"))?,
+        None => PasswordHash::new("admin"),
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config, listen, &data_dir, args.demo, hash))
+}
+
+async fn serve(
+    config: Config,
+    listen: SocketAddr,
+    data_dir: &Path,
+    demo_mode: bool,
+    hash: PasswordHash,
+) -> CliResult {
+    crate::store::atomic::ensure_dir(data_dir).map_err(|e| e.to_string())?;
+    // Absolute, so FileName in the API and paths in logs are unambiguous.
+    let data_dir =
+        &std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let signer = Arc::new(
+        keyfile::load_or_create(&data_dir.join(keyfile::SERVER_KEY_FILE))
+            .map_err(|e| e.to_string())?,
+    );
+    let computer_id = host::computer_id(config.computer_id.as_deref())?;
+    let centre = if demo_mode {
+        Some(demo::prepare_centre(data_dir).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    let mut trust = TrustStore::default();
+    trust.add_dir(&host::trust_dir(data_dir))?;
+    for p in &config.licences.trusted_centre_keys {
+        trust.add_file(p)?;
+    }
+    if trust.is_empty() {
+        tracing::warn!(
+            "no trusted centre keys: no licence can be opened (put centre public keys in {})",
+            host::trust_dir(data_dir).display()
+        );
+    }
+    let host = Arc::new(
+        Host::new(HostOptions {
+            data_dir: data_dir.into(),
+            computer_id,
+            trust,
+            session_lease: config.leases.session(),
+            memory_policy: config.memory.policy(),
+        })
+        .map_err(|e| e.to_string())?,
+    );
+    for (serial, r) in host.attach_sim_images().await {
+        if let Err(e) = r {
+            tracing::error!("simulated key {serial}: {e}");
+        }
+    }
+    if let Some(centre) = centre {
+        let said = demo::provision(&host, &centre)
+            .await
+            .map_err(|e| format!("demo: {e}"))?;
+        println!("demo data in {}:", data_dir.display());
+        for line in said {
+            println!("  {line}");
+        }
+    }
+    let control_path = crate::control::socket_path(data_dir);
+    let control = crate::control::serve(host.clone(), control_path.clone())
+        .await
+        .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
+
+    let state = Arc::new(AppState {
+        host: host.clone(),
+        signer,
+        auth: Auth::new(
+            config.api.user.clone(),
+            hash,
+            config.api.max_failed_logins,
+            Duration::from_secs(config.api.login_window_seconds),
+        ),
+        api_enabled: config.api.enabled,
+        server_version: api::signing::server_version_header(),
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "keybridge {} listening on http://{local}/api (data: {})",
+        crate::VERSION,
+        data_dir.display()
+    );
+    let _ = std::io::stdout().flush();
+
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    control.abort();
+    let _ = std::fs::remove_file(&control_path);
+    served.map_err(|e| format!("server error: {e}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

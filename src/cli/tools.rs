@@ -1,0 +1,218 @@
+//! The small CLI commands: key, verify, licence import, sim, auth.
+
+use super::{CliResult, DataArgs, SimCommand};
+use crate::control::{self, Command};
+use crate::crypto::{self, password::PasswordHash, PublicKey};
+use crate::licence::{self, Binding, TrustStore};
+use crate::store::{keyfile, software_keys};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub fn key_public(d: &DataArgs) -> CliResult {
+    let config = d.config()?;
+    let dir = d.data_dir(&config, false);
+    let path = dir.join(keyfile::SERVER_KEY_FILE);
+    if !path.exists() {
+        return Err(format!(
+            "no server key in {}: start the host once (keybridge serve --data {}) to make it",
+            dir.display(),
+            dir.display()
+        ));
+    }
+    let signer = keyfile::load(&path).map_err(|e| e.to_string())?;
+    print!("{}", signer.public_key().pem());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  curl -s -D headers.txt -o body.json -u admin:admin -H 'Licence-QueryID: 42' http://127.0.0.1:9099/api/licences\n  keybridge verify --public-key host.pem --headers headers.txt --body body.json"
+)]
+pub struct VerifyArgs {
+    /// The response body exactly as received.
+    #[arg(long, value_name = "FILE")]
+    body: PathBuf,
+    /// The response headers (as `curl -D` saves them); the signature and QueryID are taken
+    /// from there.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["signature", "query_id"])]
+    headers: Option<PathBuf>,
+    /// The Licence-Signature value (base64).
+    #[arg(long, required_unless_present = "headers")]
+    signature: Option<String>,
+    /// The Licence-QueryID the request sent, if any.
+    #[arg(long)]
+    query_id: Option<String>,
+    /// The host's public key (PEM), e.g. from `keybridge key public` or GET /api/publickey.
+    #[arg(long, value_name = "FILE")]
+    public_key: Option<PathBuf>,
+    /// Take the public key from this host data directory instead.
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+/// Signature and QueryID from a saved header block; the last response in the file wins
+/// (curl writes one block per response when following redirects).
+fn from_headers(text: &str) -> (Option<String>, Option<String>) {
+    let (mut sig, mut qsig, mut qid) = (None, None, None);
+    for line in text.lines() {
+        if line.starts_with("HTTP/") {
+            (sig, qsig, qid) = (None, None, None);
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = Some(value.trim().to_owned());
+        match name.trim().to_ascii_lowercase().as_str() {
+            "licence-signature" => sig = value,
+            "licence-querysignature" => qsig = value,
+            "licence-queryid" => qid = value,
+            _ => {}
+        }
+    }
+    (sig.or(qsig), qid)
+}
+
+pub fn verify(a: &VerifyArgs) -> CliResult {
+    let key = match &a.public_key {
+        Some(p) => {
+            let pem = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            PublicKey::from_pem(&pem).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => {
+            let config = a.data.config()?;
+            let dir = a.data.data_dir(&config, false);
+            keyfile::load(&dir.join(keyfile::SERVER_KEY_FILE))
+                .map_err(|e| e.to_string())?
+                .public_key()
+                .clone()
+        }
+    };
+    let body = std::fs::read(&a.body).map_err(|e| format!("{}: {e}", a.body.display()))?;
+    let (sig, qid) = match &a.headers {
+        Some(h) => {
+            let text = std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?;
+            let (s, q) = from_headers(&text);
+            (
+                s.ok_or_else(|| format!("{}: no Licence-Signature header", h.display()))?,
+                q,
+            )
+        }
+        None => (a.signature.clone().unwrap_or_default(), a.query_id.clone()),
+    };
+    let sig = crypto::unb64(&sig).ok_or("the signature is not base64")?;
+    let mut message = qid.unwrap_or_default().into_bytes();
+    message.extend_from_slice(&body);
+    match key.verify(&message, &sig) {
+        Ok(()) => {
+            println!("signature OK (key {})", key.fingerprint());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => {
+            println!("signature does NOT verify");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn licence_import(file: &Path, d: &DataArgs) -> CliResult {
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let config = d.config()?;
+    let dir = d.data_dir(&config, false);
+    // A running host installs it itself (and is the only way onto a USB key).
+    match control::call(
+        &dir,
+        &Command::InstallLicence {
+            licence: crypto::b64(&bytes),
+        },
+    ) {
+        Ok(a) if a.ok => {
+            println!("{}", a.message);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(a) => return Err(a.message),
+        Err(control::ControlError::NotRunning(_)) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    // No host running: check the file as the host would, then put it in place.
+    let mut trust = TrustStore::default();
+    trust.add_dir(&crate::host::trust_dir(&dir))?;
+    for p in &config.licences.trusted_centre_keys {
+        trust.add_file(p)?;
+    }
+    let terms = licence::open(&bytes, &trust).map_err(|e| format!("{}: {e}", file.display()))?;
+    match &terms.binding {
+        Binding::Device(serial) => {
+            return Err(format!(
+                "this licence is for USB key {serial}: start the host with the key attached, then import again"
+            ))
+        }
+        Binding::Computer(_) => {
+            let id = crate::host::computer_id(config.computer_id.as_deref())?;
+            terms
+                .check_binding(&Binding::Computer(id))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+    }
+    crate::store::atomic::ensure_dir(&dir).map_err(|e| e.to_string())?;
+    let path = software_keys::licence_path(&dir, &terms.key_id, terms.key_no);
+    software_keys::write_licence(&path, &bytes).map_err(|e| e.to_string())?;
+    println!(
+        "licence {}.{} installed as {}",
+        terms.key_id,
+        terms.key_no,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn answer(d: &DataArgs, cmd: Command) -> Result<control::Answer, String> {
+    let config = d.config()?;
+    let dir = d.data_dir(&config, false);
+    let a = control::call(&dir, &cmd).map_err(|e| e.to_string())?;
+    if a.ok {
+        Ok(a)
+    } else {
+        Err(a.message)
+    }
+}
+
+pub fn sim(cmd: SimCommand) -> CliResult {
+    match cmd {
+        SimCommand::Plug { serial, data } => {
+            let serial = serial.unwrap_or_else(|| {
+                use rand::Rng;
+                rand::thread_rng().gen_range(80_000_000..90_000_000)
+            });
+            println!("{}", answer(&data, Command::SimPlug { serial })?.message);
+        }
+        SimCommand::Unplug { serial, data } => {
+            println!("{}", answer(&data, Command::SimUnplug { serial })?.message);
+        }
+        SimCommand::List(data) => {
+            let a = answer(&data, Command::SimList)?;
+            for row in a.data.as_array().into_iter().flatten() {
+                let plugged = row["plugged"].as_bool().unwrap_or(false);
+                println!(
+                    "{}\t{}",
+                    row["serial"],
+                    if plugged { "plugged" } else { "unplugged" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn auth_hash() -> CliResult {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password: {e}"))?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    if pw.is_empty() {
+        return Err("empty password".into());
+    }
+    println!("password_hash = \"{}\"", PasswordHash::new(pw));
+    Ok(ExitCode::SUCCESS)
+}

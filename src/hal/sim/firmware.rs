@@ -1,0 +1,190 @@
+use crate::hal::protocol::command::{encode_info, Request, Status};
+use crate::hal::protocol::{Frame, Reply};
+use crate::hal::DeviceInfo;
+use crate::keymem::{self, LockPolicy, UserMemory, MAX_VALUE_BYTES};
+use crate::store::{atomic, StoreError};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FIRMWARE_VERSION: (u8, u8) = (1, 0);
+/// Bytes of licence storage on the simulated key.
+pub const LICENCE_CAPACITY: usize = 8 * 1024;
+const IMAGE_FORMAT: &str = "keybridge-sim-image/1";
+
+/// What the simulated key keeps in its flash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Image {
+    format: String,
+    serial: u64,
+    /// The installed licence, base64; `None` on a blank.
+    licence: Option<String>,
+    memory: UserMemory,
+}
+
+/// The firmware of one simulated key: decodes request frames, applies them to the image,
+/// persists, and encodes the reply.
+pub struct Firmware {
+    path: PathBuf,
+    image: Image,
+    policy: LockPolicy,
+}
+
+impl Firmware {
+    /// Opens the image at `path`, or makes a blank key with `serial` there.
+    pub fn open_or_create(
+        path: &Path,
+        serial: u64,
+        policy: LockPolicy,
+    ) -> Result<Self, StoreError> {
+        let image = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice::<Image>(&b).map_err(|e| StoreError::Corrupt {
+                path: path.into(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let image = Image {
+                    format: IMAGE_FORMAT.into(),
+                    serial,
+                    licence: None,
+                    memory: UserMemory::default(),
+                };
+                save(path, &image)?;
+                image
+            }
+            Err(e) => return Err(StoreError::io(path, e)),
+        };
+        if image.format != IMAGE_FORMAT || image.serial != serial {
+            return Err(StoreError::Corrupt {
+                path: path.into(),
+                message: format!(
+                    "image is {:?} for serial {}, expected {IMAGE_FORMAT:?} for {serial}",
+                    image.format, image.serial
+                ),
+            });
+        }
+        Ok(Firmware {
+            path: path.into(),
+            image,
+            policy,
+        })
+    }
+
+    pub fn serial(&self) -> u64 {
+        self.image.serial
+    }
+
+    pub fn is_blank(&self) -> bool {
+        self.image.licence.is_none()
+    }
+
+    /// Handles one encoded request frame and returns the encoded reply frame.
+    pub fn handle(&mut self, frame: &[u8]) -> Vec<u8> {
+        let (tag, reply) = match Frame::decode(frame) {
+            Ok(f) => (f.tag, self.execute(&f)),
+            Err(_) => {
+                let tag = if frame.len() >= 6 {
+                    u16::from_le_bytes([frame[4], frame[5]])
+                } else {
+                    0
+                };
+                (tag, Reply::status(Status::BadFrame))
+            }
+        };
+        reply.to_frame(tag).encode().unwrap_or_else(|_| {
+            Reply::status(Status::StorageFailure)
+                .to_frame(tag)
+                .encode()
+                .unwrap_or_default()
+        })
+    }
+
+    fn execute(&mut self, f: &Frame) -> Reply {
+        let req = match Request::from_frame(f) {
+            Ok(r) => r,
+            Err(status) => return Reply::status(status),
+        };
+        let now = keymem::now_ms();
+        // Work on a copy; commit it to flash, then to RAM, only if the command succeeds.
+        let mut next = self.image.clone();
+        let reply = match req {
+            Request::GetInfo => {
+                let info = DeviceInfo {
+                    serial: next.serial,
+                    firmware: String::new(),
+                    blank: next.licence.is_none(),
+                    memory_capacity: MAX_VALUE_BYTES as u16,
+                    licence_capacity: LICENCE_CAPACITY as u16,
+                };
+                Reply::ok(encode_info(&info, FIRMWARE_VERSION.0, FIRMWARE_VERSION.1))
+            }
+            Request::ReadLicence => match next.licence.as_deref().and_then(crate::crypto::unb64) {
+                Some(doc) => Reply::ok(doc),
+                None => Reply::status(Status::NoLicence),
+            },
+            Request::InstallLicence(doc) => {
+                if next.licence.is_some() {
+                    Reply::status(Status::NotBlank)
+                } else if doc.is_empty() {
+                    Reply::status(Status::BadPayload)
+                } else if doc.len() > LICENCE_CAPACITY {
+                    Reply {
+                        status: Status::TooLarge,
+                        payload: (LICENCE_CAPACITY as u32).to_le_bytes().to_vec(),
+                    }
+                } else {
+                    next.licence = Some(crate::crypto::b64(&doc));
+                    Reply::ok(Vec::new())
+                }
+            }
+            Request::ReadMemory { password } => match next.memory.read(&password, self.policy, now)
+            {
+                Ok(v) => Reply::ok(v.into_bytes()),
+                Err(e) => Reply::memory_error(&e),
+            },
+            Request::WriteMemory { password, value } => {
+                match next.memory.write(&password, &value, self.policy, now) {
+                    Ok(()) => Reply::ok(Vec::new()),
+                    Err(e) => Reply::memory_error(&e),
+                }
+            }
+            Request::SetPasswords {
+                read,
+                write,
+                new_read,
+                new_write,
+            } => {
+                match next.memory.set_passwords(
+                    &read,
+                    &write,
+                    &new_read,
+                    &new_write,
+                    self.policy,
+                    now,
+                ) {
+                    Ok(()) => Reply::ok(Vec::new()),
+                    Err(e) => Reply::memory_error(&e),
+                }
+            }
+            Request::ResetMemory => {
+                next.memory.reset();
+                Reply::ok(Vec::new())
+            }
+        };
+        // Failure counters change on wrong passwords too, so persist any change at all.
+        if next != self.image {
+            if save(&self.path, &next).is_err() {
+                return Reply::status(Status::StorageFailure);
+            }
+            self.image = next;
+        }
+        reply
+    }
+}
+
+fn save(path: &Path, image: &Image) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(image).map_err(|e| StoreError::Corrupt {
+        path: path.into(),
+        message: e.to_string(),
+    })?;
+    atomic::write(path, &bytes, 0o600)
+}

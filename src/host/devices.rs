@@ -1,0 +1,216 @@
+//! USB keys coming and going, and installing licences (onto a blank or as a software key).
+
+use super::keys::UsbKey;
+use super::{blocking, Host, HostError};
+use crate::hal::sim::{SimBus, SimError};
+use crate::hal::{DeviceError, DeviceInfo, KeyDevice};
+use crate::licence::{self, Binding, LicenceTerms};
+use crate::store::software_keys;
+use std::sync::PoisonError;
+
+/// What a USB key looked like when it was probed.
+#[derive(Debug, Clone)]
+pub struct DeviceSummary {
+    pub device_id: String,
+    pub serial: Option<u64>,
+    pub blank: bool,
+    pub key_no: Option<u64>,
+    pub open_error: Option<String>,
+}
+
+impl Host {
+    /// Adds a device that has just arrived: probes it (identity, blank or not, the licence on
+    /// it) and makes its licence usable. A device that fails the probe is listed as not
+    /// workable with the reason.
+    pub async fn attach_device(
+        &self,
+        device_id: String,
+        device: Box<dyn KeyDevice>,
+    ) -> Result<DeviceSummary, HostError> {
+        let slot = self.registry.attach(device_id.clone(), device);
+        let probe_slot = slot.clone();
+        let probed = blocking(move || {
+            Ok(
+                probe_slot.with(|d| -> Result<(DeviceInfo, Option<Vec<u8>>), DeviceError> {
+                    let info = d.info()?;
+                    let doc = if info.blank { None } else { d.read_licence()? };
+                    Ok((info, doc))
+                }),
+            )
+        })
+        .await?;
+        let key = match probed {
+            Ok((info, doc)) => {
+                let (terms, open_error) = match doc {
+                    None => (None, None),
+                    Some(doc) => self.open_device_licence(&doc, info.serial),
+                };
+                UsbKey {
+                    device_id: device_id.clone(),
+                    serial: info.serial,
+                    firmware: info.firmware,
+                    blank: info.blank,
+                    terms,
+                    open_error,
+                    slot: Some(slot),
+                }
+            }
+            Err(e) => UsbKey {
+                device_id: device_id.clone(),
+                serial: 0,
+                firmware: String::new(),
+                blank: false,
+                terms: None,
+                open_error: Some(format!("probe failed: {e}")),
+                slot: Some(slot),
+            },
+        };
+        let summary = DeviceSummary {
+            device_id: device_id.clone(),
+            serial: (key.serial != 0).then_some(key.serial),
+            blank: key.blank,
+            key_no: key.terms.as_ref().map(|t| t.key_no),
+            open_error: key.open_error.clone(),
+        };
+        let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
+        // The same key seen earlier (under this or another path) is replaced by what it is now.
+        usb.retain(|k| k.device_id != device_id && (key.serial == 0 || k.serial != key.serial));
+        usb.push(key);
+        tracing::info!(device = %device_id, serial = ?summary.serial, key_no = ?summary.key_no, "USB key attached");
+        Ok(summary)
+    }
+
+    /// A device has gone: its licence becomes unusable at once. It stays listed, not
+    /// workable, until it comes back or the host restarts.
+    pub fn detach_device(&self, device_id: &str) -> bool {
+        let known = self.registry.detach(device_id).is_some();
+        let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
+        for k in usb.iter_mut().filter(|k| k.device_id == device_id) {
+            k.slot = None;
+        }
+        if known {
+            tracing::info!(device = %device_id, "USB key detached");
+        }
+        known
+    }
+
+    fn open_device_licence(
+        &self,
+        doc: &[u8],
+        serial: u64,
+    ) -> (Option<LicenceTerms>, Option<String>) {
+        match licence::open(doc, &self.trust) {
+            Ok(t) => {
+                let err = t
+                    .check_binding(&Binding::Device(serial))
+                    .err()
+                    .map(|e| e.to_string());
+                (Some(t), err)
+            }
+            Err(e) => (None, Some(e.to_string())),
+        }
+    }
+
+    /// Plugs in a simulated key (a new serial makes a blank).
+    pub async fn sim_plug(&self, serial: u64) -> Result<DeviceSummary, HostError> {
+        let dev = self.sim.plug(serial).map_err(sim_error)?;
+        self.attach_device(SimBus::device_id(serial), Box::new(dev))
+            .await
+    }
+
+    /// Pulls a simulated key out.
+    pub fn sim_unplug(&self, serial: u64) -> Result<(), HostError> {
+        self.sim.unplug(serial).map_err(sim_error)?;
+        self.detach_device(&SimBus::device_id(serial));
+        Ok(())
+    }
+
+    /// Installs a signed licence: as a software key file when it is bound to this computer,
+    /// onto the attached blank when it is bound to a USB key. Checked before anything is
+    /// written, so a refused licence changes nothing.
+    pub async fn install_licence(&self, doc: Vec<u8>) -> Result<LicenceTerms, HostError> {
+        let terms = licence::open(&doc, &self.trust)?;
+        match terms.binding.clone() {
+            Binding::Computer(_) => {
+                terms.check_binding(&Binding::Computer(self.computer_id.clone()))?;
+                let path = software_keys::licence_path(&self.data_dir, &terms.key_id, terms.key_no);
+                blocking(move || {
+                    software_keys::write_licence(&path, &doc).map_err(HostError::from)
+                })
+                .await?;
+                self.reload_software_keys()?;
+            }
+            Binding::Device(serial) => {
+                let (device_id, slot) = {
+                    let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+                    let k = usb
+                        .iter()
+                        .find(|k| k.serial == serial && k.slot.is_some())
+                        .ok_or(HostError::DeviceNotAttached(serial))?;
+                    if !k.blank {
+                        return Err(HostError::DeviceNotBlank(serial));
+                    }
+                    (
+                        k.device_id.clone(),
+                        k.slot.clone().ok_or(HostError::DeviceNotAttached(serial))?,
+                    )
+                };
+                let dev_slot = slot.clone();
+                blocking(move || {
+                    dev_slot
+                        .with(|d| d.install_licence(&doc))
+                        .map_err(|e| HostError::device(serial, e))
+                })
+                .await?;
+                // Re-probe so the table shows what the key now holds.
+                self.reprobe(device_id, slot).await?;
+            }
+        }
+        Ok(terms)
+    }
+
+    async fn reprobe(
+        &self,
+        device_id: String,
+        slot: std::sync::Arc<crate::hal::DeviceSlot>,
+    ) -> Result<(), HostError> {
+        let probe = slot.clone();
+        let (info, doc) = blocking(move || {
+            probe
+                .with(|d| -> Result<_, DeviceError> {
+                    let info = d.info()?;
+                    let doc = if info.blank { None } else { d.read_licence()? };
+                    Ok((info, doc))
+                })
+                .map_err(|e| HostError::Internal(e.to_string()))
+        })
+        .await?;
+        let (terms, open_error) = match doc {
+            Some(doc) => self.open_device_licence(&doc, info.serial),
+            None => (None, None),
+        };
+        let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(k) = usb.iter_mut().find(|k| k.device_id == device_id) {
+            k.blank = info.blank;
+            k.terms = terms;
+            k.open_error = open_error;
+        }
+        Ok(())
+    }
+
+    /// Plugs in every simulated key whose image is in the data directory.
+    pub async fn attach_sim_images(&self) -> Vec<(u64, Result<DeviceSummary, HostError>)> {
+        let mut out = Vec::new();
+        for serial in self.sim.images() {
+            out.push((serial, self.sim_plug(serial).await));
+        }
+        out
+    }
+}
+
+fn sim_error(e: SimError) -> HostError {
+    match e {
+        SimError::Store(s) => HostError::Store(s),
+        other => HostError::Invalid(other.to_string()),
+    }
+}

@@ -1,0 +1,57 @@
+use crate::hal::DeviceError;
+use crate::keymem::MemoryError;
+use crate::licence::LicenceError;
+use crate::store::StoreError;
+use thiserror::Error;
+
+/// Everything the host layer can refuse or fail with. The API maps these to HTTP in one
+/// place (`api::error`).
+#[derive(Debug, Error)]
+pub enum HostError {
+    #[error("no key with KeyNo {0} on this host")]
+    KeyNotFound(u64),
+    #[error("the USB key holding KeyNo {0} is not attached")]
+    KeyNotAttached(u64),
+    #[error("no session with ID {0:?}")]
+    SessionNotFound(String),
+    #[error("no connection with ID {0:?}")]
+    ConnectionNotFound(String),
+    #[error("no usable key matches the request: {0}")]
+    NoMatchingKey(String),
+    #[error("every licence of the matching keys is in use: {0}")]
+    NoFreeLicence(String),
+    #[error("{0}")]
+    Memory(#[from] MemoryError),
+    #[error("USB key {serial}: {error}")]
+    Device { serial: u64, error: DeviceError },
+    #[error("{0}")]
+    Licence(#[from] LicenceError),
+    #[error("USB key {0} is not attached")]
+    DeviceNotAttached(u64),
+    #[error("USB key {0} is not blank: it already holds a licence")]
+    DeviceNotBlank(u64),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotImplemented(&'static str),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl HostError {
+    /// Device errors that are really memory-password answers become memory errors, so a
+    /// wrong password reads the same on a USB key as on a software key.
+    pub fn device(serial: u64, error: DeviceError) -> HostError {
+        match error {
+            DeviceError::Memory(m) => HostError::Memory(m),
+            DeviceError::TooLarge { max } => HostError::Memory(MemoryError::TooLarge {
+                max: max as usize,
+                got: 0,
+            }),
+            DeviceError::NotBlank => HostError::DeviceNotBlank(serial),
+            error => HostError::Device { serial, error },
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The licence host: the table of keys (software keys from files, keys on USB devices),
+//! sessions and connections with leases, and user memory. Knows licences and sessions,
+//! never HTTP.
+
+mod computer_id;
+pub mod demo;
+mod devices;
+mod error;
+mod keys;
+mod leases;
+mod memory;
+pub mod sysinfo;
+
+pub use computer_id::computer_id;
+pub use error::HostError;
+pub use keys::{KeyKind, LicenceEntry};
+pub use leases::{Connection, Opened, Session, SessionRequest};
+
+use crate::hal::sim::SimBus;
+use crate::hal::DeviceRegistry;
+use crate::keymem::LockPolicy;
+use crate::licence::TrustStore;
+use crate::time::Timestamp;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+/// What a host is built from; the CLI fills it from config and flags.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub data_dir: PathBuf,
+    pub computer_id: String,
+    pub trust: TrustStore,
+    pub session_lease: Duration,
+    pub memory_policy: LockPolicy,
+}
+
+pub struct Host {
+    data_dir: PathBuf,
+    computer_id: String,
+    trust: TrustStore,
+    session_lease: Duration,
+    memory_policy: LockPolicy,
+    started: Timestamp,
+    software: RwLock<Vec<keys::SoftwareKey>>,
+    usb: RwLock<Vec<keys::UsbKey>>,
+    registry: DeviceRegistry,
+    sim: SimBus,
+    leases: Mutex<leases::Leases>,
+    /// Serialises read-modify-write of software-key memory files.
+    software_memory: Mutex<()>,
+}
+
+/// The simulator's image folder inside a data directory.
+pub fn sim_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sim")
+}
+
+/// The folder of trusted centre public keys inside a data directory.
+pub fn trust_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("trust")
+}
+
+impl Host {
+    /// Builds the host and loads the software keys in the data directory.
+    pub fn new(opts: HostOptions) -> Result<Host, HostError> {
+        crate::store::atomic::ensure_dir(&opts.data_dir)?;
+        crate::store::atomic::sweep_temp_files(&opts.data_dir);
+        crate::store::atomic::sweep_temp_files(&sim_dir(&opts.data_dir));
+        let host = Host {
+            sim: SimBus::new(&sim_dir(&opts.data_dir), opts.memory_policy),
+            data_dir: opts.data_dir,
+            computer_id: opts.computer_id,
+            trust: opts.trust,
+            session_lease: opts.session_lease,
+            memory_policy: opts.memory_policy,
+            started: crate::time::now(),
+            software: RwLock::new(Vec::new()),
+            usb: RwLock::new(Vec::new()),
+            registry: DeviceRegistry::default(),
+            leases: Mutex::new(leases::Leases::default()),
+            software_memory: Mutex::new(()),
+        };
+        host.reload_software_keys()?;
+        Ok(host)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn computer_id(&self) -> &str {
+        &self.computer_id
+    }
+
+    pub fn started(&self) -> Timestamp {
+        self.started
+    }
+
+    pub fn sim(&self) -> &SimBus {
+        &self.sim
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, leases::Leases> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs blocking work (device I/O, fsync) off the async executor.
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, HostError> + Send + 'static,
+) -> Result<R, HostError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HostError::Internal(format!("worker failed: {e}")))?
+}

@@ -1,0 +1,297 @@
+use super::LicenceError;
+use crate::time::Timestamp;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// Where a licence may be used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Binding {
+    /// A software key on the machine with this ComputerID.
+    Computer(String),
+    /// A key installed on the USB key (blank) with this serial number.
+    Device(u64),
+}
+
+impl fmt::Display for Binding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Binding::Computer(id) => write!(f, "computer {id}"),
+            Binding::Device(s) => write!(f, "USB key {s}"),
+        }
+    }
+}
+
+/// KeyType in the API: 3 main, 4 additional, 5 demonstration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Main,
+    Additional,
+    Demo,
+}
+
+impl KeyType {
+    pub fn code(self) -> u8 {
+        match self {
+            KeyType::Main => 3,
+            KeyType::Additional => 4,
+            KeyType::Demo => 5,
+        }
+    }
+
+    pub fn from_code(c: u64) -> Option<Self> {
+        match c {
+            3 => Some(KeyType::Main),
+            4 => Some(KeyType::Additional),
+            5 => Some(KeyType::Demo),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for KeyType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let c = u64::deserialize(d)?;
+        KeyType::from_code(c).ok_or_else(|| serde::de::Error::custom("KeyType must be 3, 4 or 5"))
+    }
+}
+
+/// ИНН: 10 digits (organisation) or 12 (person). Kept as text so leading zeros survive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Itn(String);
+
+impl Itn {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number the wire shows (the spec's examples give ITN as a JSON number).
+    pub fn as_number(&self) -> u64 {
+        self.0.parse().unwrap_or(0)
+    }
+}
+
+impl TryFrom<String> for Itn {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let s = s.trim().to_owned();
+        if (s.len() == 10 || s.len() == 12) && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Itn(s))
+        } else {
+            Err(format!("ITN {s:?} must be 10 or 12 digits"))
+        }
+    }
+}
+
+impl From<Itn> for String {
+    fn from(i: Itn) -> String {
+        i.0
+    }
+}
+
+/// КПП: 9 digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Iec(String);
+
+impl Iec {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Iec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let s = s.trim().to_owned();
+        if s.len() == 9 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Iec(s))
+        } else {
+            Err(format!("IEC {s:?} must be 9 digits"))
+        }
+    }
+}
+
+impl From<Iec> for String {
+    fn from(i: Iec) -> String {
+        i.0
+    }
+}
+
+/// The 32 functionality flags, shown on the wire as 32 characters `0`/`1`, flag 0 first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flags(pub u32);
+
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for i in 0..32 {
+            f.write_str(if self.0 & (1 << i) != 0 { "1" } else { "0" })?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Flags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Flags {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() != 32 || !s.bytes().all(|b| b == b'0' || b == b'1') {
+            return Err(serde::de::Error::custom(
+                "Flags must be 32 characters 0 or 1",
+            ));
+        }
+        Ok(Flags(s.bytes().enumerate().fold(0u32, |acc, (i, b)| {
+            acc | (u32::from(b == b'1') << i)
+        })))
+    }
+}
+
+/// Everything a centre says about one key. Field meanings follow the СЛК licence object
+/// (`spec/licence-server-api.md` §4.4); derived values (ExpireDate, DaysLeft, Expired) are not
+/// stored but computed by [`LicenceTerms::validity`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LicenceTerms {
+    pub key_no: u64,
+    pub key_id: String,
+    pub reg_no: u64,
+    pub key_type: KeyType,
+    pub service_type: u32,
+    pub licence_count: u32,
+    pub product_version: u32,
+    pub product_version_name: Option<String>,
+    pub activation_code: String,
+    pub activation_date: Timestamp,
+    pub start_date: Option<Timestamp>,
+    /// Validity in days counted from `start_date` (or the activation date); 0 = unlimited.
+    pub period: u32,
+    pub flags: Flags,
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
+    pub product_name: String,
+    pub article: String,
+    pub article_name: String,
+    pub message: Option<String>,
+    pub message_type: Option<u8>,
+    pub recovered: bool,
+    pub support_date: Option<Timestamp>,
+    pub support_end_date: Option<Timestamp>,
+    pub support_type: Option<u8>,
+    pub industry_support_date: Option<Timestamp>,
+    pub industry_support_end_date: Option<Timestamp>,
+    pub industry_support_type: Option<u8>,
+    pub industry_support_level: Option<u8>,
+    pub industry_support_preferentials: Option<u8>,
+    pub update_date: Option<Timestamp>,
+    pub binding: Binding,
+}
+
+/// The validity of a licence at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub expire_date: Option<Timestamp>,
+    /// Whole days left, rounded up; `None` for a licence without an end.
+    pub days_left: Option<i64>,
+    pub expired: bool,
+    /// The start date lies in the future.
+    pub not_yet_valid: bool,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl LicenceTerms {
+    /// Rejects terms no centre should sign and no host should use.
+    pub fn validate(&self) -> Result<(), LicenceError> {
+        let bad = |m: &str| Err(LicenceError::Invalid(m.into()));
+        if self.key_no == 0 {
+            return bad("KeyNo must be positive");
+        }
+        if self.key_id.is_empty()
+            || self.key_id.len() > 16
+            || !self.key_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return bad("KeyID must be 1-16 letters or digits");
+        }
+        if self.article_name.chars().count() > 100 {
+            return bad("ArticleName is limited to 100 characters");
+        }
+        if self.message_type.is_some_and(|t| t > 2) {
+            return bad("MessageType must be 0, 1 or 2");
+        }
+        Ok(())
+    }
+
+    /// Checks that this licence may be used where `actual` says it is.
+    pub fn check_binding(&self, actual: &Binding) -> Result<(), LicenceError> {
+        if &self.binding == actual {
+            Ok(())
+        } else {
+            Err(LicenceError::WrongBinding {
+                expected: actual.to_string(),
+                found: self.binding.to_string(),
+            })
+        }
+    }
+
+    /// End date, days left and expiry at `now`.
+    pub fn validity(&self, now: Timestamp) -> Validity {
+        let start = self.start_date.unwrap_or(self.activation_date);
+        let expire_date =
+            (self.period > 0).then(|| start + chrono::Duration::days(i64::from(self.period)));
+        let days_left = expire_date.map(|e| {
+            let ms = (e - now).num_milliseconds();
+            if ms <= 0 {
+                0
+            } else {
+                (ms + DAY_MS - 1) / DAY_MS
+            }
+        });
+        Validity {
+            expire_date,
+            days_left,
+            expired: expire_date.is_some_and(|e| now >= e),
+            not_yet_valid: self.start_date.is_some_and(|s| now < s),
+        }
+    }
+
+    /// The device serial this licence is installed on, if any (the API's BlankKeyNo).
+    pub fn blank_key_no(&self) -> Option<u64> {
+        match self.binding {
+            Binding::Device(s) => Some(s),
+            Binding::Computer(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_round_trip() {
+        let f = Flags(0b101);
+        let s = serde_json::to_string(&f).expect("ser");
+        assert_eq!(s, "\"10100000000000000000000000000000\"");
+        let back: Flags = serde_json::from_str(&s).expect("de");
+        assert_eq!(back, f);
+        assert!(serde_json::from_str::<Flags>("\"102\"").is_err());
+    }
+
+    #[test]
+    fn itn_keeps_leading_zero() {
+        let i = Itn::try_from("0123456789".to_string()).expect("itn");
+        assert_eq!(i.as_str(), "0123456789");
+        assert!(Itn::try_from("12345".to_string()).is_err());
+    }
+}
