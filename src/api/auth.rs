@@ -151,13 +151,14 @@ pub async fn require_login(
     next.run(req).await
 }
 
-/// Answers 503 for every request while the API is disabled in the settings.
+/// Answers 503 for every request while the API is disabled in the settings — except the
+/// public key, which is still needed to verify those 503 answers.
 pub async fn require_enabled(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if !state.api_enabled {
+    if !state.api_enabled && !PUBLIC_PATHS.contains(&req.uri().path()) {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "EAPIDisabled",

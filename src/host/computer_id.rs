@@ -1,15 +1,12 @@
 //! The ComputerID: 40 upper-case hex digits identifying this machine, to which software keys
-//! are bound. It is the first 20 bytes of SHA-256 over stable identifiers: the systemd/D-Bus
-//! machine ID and, where readable, the DMI product UUID. Containers whose identifiers change
-//! on restart set `computer_id` in the config instead. See `docs/computer-id.md`.
+//! are bound: the first 20 bytes of SHA-256 over the systemd/D-Bus machine ID. Only sources
+//! every user can read are used, so the host and a CLI run by another user agree. Containers
+//! whose machine ID changes on restart set `computer_id` in the config. See
+//! `docs/computer-id.md`.
 
 use sha2::{Digest, Sha256};
 
-const SOURCES: [&str; 3] = [
-    "/etc/machine-id",
-    "/var/lib/dbus/machine-id",
-    "/sys/class/dmi/id/product_uuid",
-];
+const SOURCES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 /// The ComputerID: `configured` when given (validated), else derived from this machine.
 pub fn computer_id(configured: Option<&str>) -> Result<String, String> {
@@ -20,30 +17,26 @@ pub fn computer_id(configured: Option<&str>) -> Result<String, String> {
         }
         return Err(format!("computer_id {c:?} must be 40 hexadecimal digits"));
     }
+    let machine_id = SOURCES
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|t| t.trim().to_owned())
+        .find(|t| !t.is_empty())
+        .ok_or("no machine identifier found (/etc/machine-id); set computer_id in the config")?;
     let mut h = Sha256::new();
-    h.update(b"keybridge-computer-id/1");
-    let mut any = false;
-    let mut seen_machine_id = false;
-    for path in SOURCES {
-        // The two machine-id files are usually the same ID; take the first present.
-        let is_machine_id = path.ends_with("machine-id");
-        if is_machine_id && seen_machine_id {
-            continue;
-        }
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let t = text.trim();
-            if !t.is_empty() {
-                h.update(b"\n");
-                h.update(t.as_bytes());
-                any = true;
-                seen_machine_id |= is_machine_id;
-            }
-        }
-    }
-    if !any {
-        return Err(
-            "no machine identifier found (/etc/machine-id); set computer_id in the config".into(),
-        );
-    }
+    h.update(b"keybridge-computer-id/1\n");
+    h.update(machine_id.as_bytes());
     Ok(hex::encode_upper(&h.finalize()[..20]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn configured_id_is_validated() {
+        assert_eq!(
+            super::computer_id(Some("d365acc38180015cd3a30e62bf1072392d4dd5c1")).as_deref(),
+            Ok("D365ACC38180015CD3A30E62BF1072392D4DD5C1")
+        );
+        assert!(super::computer_id(Some("xyz")).is_err());
+    }
 }

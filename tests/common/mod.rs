@@ -1,0 +1,389 @@
+//! Test harness: runs the real `keybridge` binary on loopback and talks HTTP to it. Every
+//! response is checked against the host's public key with the `rsa` crate — an
+//! implementation independent of the `ring` signer inside the server.
+#![allow(dead_code)]
+
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
+use rsa::signature::Verifier;
+use serde_json::Value;
+use sha2::Sha256;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_keybridge");
+pub const USER: &str = "admin";
+pub const PASS: &str = "admin";
+/// A fixed ComputerID so software-key bindings are known to the tests.
+pub const COMPUTER_ID: &str = "0123456789ABCDEF0123456789ABCDEF01234567";
+
+pub const KEY_ID: &str = "672B";
+pub const SOFTWARE_KEY: u64 = 7_131_766;
+pub const USB_KEY: u64 = 7_131_767;
+pub const KEYED_SERIAL: u64 = 90_000_001;
+pub const BLANK_SERIAL: u64 = 90_000_002;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    pub data: PathBuf,
+    pub config: PathBuf,
+    pub public_key: String,
+    pub client: reqwest::Client,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header").to_owned())
+    }
+    /// Asserts an error response in the spec's format with this code.
+    pub fn assert_error(&self, code: u16, exception: &str) {
+        assert_eq!(self.status, code, "{}", String::from_utf8_lossy(&self.body));
+        let j = self.json();
+        assert_eq!(j["Code"], code);
+        assert!(j["Text"].is_string());
+        assert_eq!(j["Exception"], exception, "{j}");
+        assert!(
+            j["Message"].as_str().is_some_and(|m| m.contains(exception)),
+            "{j}"
+        );
+    }
+}
+
+/// Checks an RSASSA-PKCS1-v1_5 SHA-256 signature with the `rsa` crate.
+pub fn rsa_verify(pem: &str, message: &[u8], sig_b64: &str) -> bool {
+    use base64::Engine;
+    let key = rsa::RsaPublicKey::from_public_key_pem(pem).expect("public key PEM");
+    let vk = VerifyingKey::<Sha256>::new(key);
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(sig_b64) else {
+        return false;
+    };
+    let Ok(sig) = Signature::try_from(sig.as_slice()) else {
+        return false;
+    };
+    vk.verify(message, &sig).is_ok()
+}
+
+/// Checks the same signature with the `openssl` command line tool.
+pub fn openssl_verify(pem: &str, message: &[u8], sig_b64: &str) -> bool {
+    use base64::Engine;
+    let d = tempfile::tempdir().expect("tempdir");
+    let (k, m, s) = (
+        d.path().join("k.pem"),
+        d.path().join("m"),
+        d.path().join("s"),
+    );
+    std::fs::write(&k, pem).expect("write");
+    std::fs::write(&m, message).expect("write");
+    std::fs::write(
+        &s,
+        base64::engine::general_purpose::STANDARD
+            .decode(sig_b64)
+            .expect("b64"),
+    )
+    .expect("write");
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&k)
+        .arg("-signature")
+        .arg(&s)
+        .arg(&m)
+        .output()
+        .expect("openssl must be installed (.ci/run installs it)");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
+}
+
+/// Options for a test server.
+pub struct Opts {
+    pub demo: bool,
+    pub config: String,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            demo: true,
+            config: String::new(),
+        }
+    }
+}
+
+pub fn base_config(extra: &str) -> String {
+    format!("computer_id = \"{COMPUTER_ID}\"\n{extra}\n")
+}
+
+impl Server {
+    /// A demo host with default settings.
+    pub async fn demo() -> Server {
+        Server::start(Opts::default()).await
+    }
+
+    pub async fn start(opts: Opts) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::launch(&dir, &opts);
+        s._tmp = Some(tmp);
+        s.wait_ready().await;
+        s
+    }
+
+    /// Starts a host on an existing test directory (after a kill, say).
+    pub fn launch(dir: &Path, opts: &Opts) -> Server {
+        let data = dir.join("data");
+        let config = dir.join("keybridge.toml");
+        if !opts.config.is_empty() || !config.exists() {
+            std::fs::write(&config, base_config(&opts.config)).expect("config");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
+            .expect("log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .env_remove("KEYBRIDGE_LISTEN")
+            .env_remove("KEYBRIDGE_DATA")
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if opts.demo {
+            cmd.arg("--demo");
+        }
+        let mut child = cmd.spawn().expect("spawn keybridge");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            for line in lines.by_ref().map_while(Result::ok) {
+                if !sent {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                        let _ = tx.send(addr);
+                        sent = true;
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+                panic!("keybridge did not start; log:\n{log}");
+            }
+        };
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            dir: dir.into(),
+            data,
+            config,
+            public_key: String::new(),
+            client,
+            _tmp: None,
+        }
+    }
+
+    /// Fetches the public key the unauthenticated way, for checking signatures.
+    pub async fn wait_ready(&mut self) {
+        let r = self
+            .client
+            .get(format!("{}/api/publickey", self.base))
+            .send()
+            .await
+            .expect("publickey");
+        self.public_key = r.text().await.expect("pem");
+        assert!(
+            self.public_key.contains("BEGIN PUBLIC KEY"),
+            "{}",
+            self.public_key
+        );
+    }
+
+    /// Takes over the temporary directory, so it outlives this server (for restarts).
+    pub fn keep_dir(&mut self) -> Option<tempfile::TempDir> {
+        self._tmp.take()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a request with the default credentials; checks the signature of the answer.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.request(method, path, body, Some((USER, PASS)), None)
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(body)).await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        auth: Option<(&str, &str)>,
+        query_id: Option<&str>,
+    ) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(m, format!("{}{}", self.base, path));
+        if let Some((u, p)) = auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            rb = rb.body(serde_json::to_vec(&b).expect("json"));
+        }
+        if let Some(q) = query_id {
+            rb = rb.header("Licence-QueryID", q);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.expect("body").to_vec();
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
+        self.assert_signed(&resp, query_id);
+        resp
+    }
+
+    /// Every response must carry a valid signature over QueryID ‖ body.
+    pub fn assert_signed(&self, r: &Resp, query_id: Option<&str>) {
+        let sig = r
+            .header("licence-signature")
+            .expect("Licence-Signature header");
+        assert_eq!(
+            r.header("licence-querysignature").as_deref(),
+            Some(sig.as_str())
+        );
+        assert_eq!(r.header("licence-queryid").as_deref(), query_id);
+        assert!(r.header("licence-serverversion").is_some());
+        let mut msg = query_id.unwrap_or_default().as_bytes().to_vec();
+        msg.extend_from_slice(&r.body);
+        assert!(
+            rsa_verify(&self.public_key, &msg, &sig),
+            "bad signature on {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+
+    /// Runs the CLI against this host's data directory.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run keybridge")
+    }
+
+    /// The demo centre's signing key, to issue more licences in tests.
+    pub fn centre(&self) -> keybridge::crypto::Signer {
+        keybridge::store::keyfile::load(&self.data.join("demo/centre-key.pem"))
+            .expect("demo centre key")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Licence terms as the demo centre would issue them.
+pub fn terms(
+    key_no: u64,
+    count: u32,
+    binding: keybridge::licence::Binding,
+) -> keybridge::licence::LicenceTerms {
+    use keybridge::licence::*;
+    LicenceTerms {
+        key_no,
+        key_id: KEY_ID.into(),
+        reg_no: 300,
+        key_type: KeyType::Main,
+        service_type: 0,
+        licence_count: count,
+        product_version: 0,
+        product_version_name: None,
+        activation_code: "1111-2222-3333-4444-5555".into(),
+        activation_date: keybridge::time::now(),
+        start_date: None,
+        period: 0,
+        flags: Flags(0),
+        itn: Itn::try_from("0123456789".to_string()).ok(),
+        iec: Iec::try_from("770101001".to_string()).ok(),
+        product_name: "Test".into(),
+        article: "1".into(),
+        article_name: "Test article".into(),
+        message: None,
+        message_type: None,
+        recovered: false,
+        support_date: None,
+        support_end_date: None,
+        support_type: None,
+        industry_support_date: None,
+        industry_support_end_date: None,
+        industry_support_type: None,
+        industry_support_level: None,
+        industry_support_preferentials: None,
+        update_date: None,
+        binding,
+    }
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
