@@ -408,6 +408,14 @@ async fn cli_prints_the_key_and_verifies_saved_responses() {
     let out = s.cli(&["key", "public"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), s.public_key);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.data.join("server-key.pem"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the private key is readable by others");
+    }
 
     let r = s
         .request(

@@ -147,7 +147,7 @@ async fn blank_usb_key_has_memory_too() {
 async fn repeated_failures_lock_the_memory_for_a_while() {
     let s = Server::start(Opts {
         demo: true,
-        config: "[memory]\nmax_failures = 3\nlock_seconds = 1.5\n".into(),
+        config: "[memory]\nmax_failures = 3\nlock_seconds = 3\n".into(),
     })
     .await;
     for key in [SOFTWARE_KEY, USB_KEY] {
@@ -172,7 +172,7 @@ async fn repeated_failures_lock_the_memory_for_a_while() {
             .await
             .assert_error(403, "EMemoryLocked");
     }
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     for key in [SOFTWARE_KEY, USB_KEY] {
         assert_eq!(value(&s, key, "secret").await, "");
     }

@@ -178,7 +178,7 @@ async fn selection_filters() {
 async fn leases_expire_and_free_their_licence() {
     let s = Server::start(Opts {
         demo: true,
-        config: "[leases]\nsession_seconds = 1.0\n".into(),
+        config: "[leases]\nsession_seconds = 2.0\n".into(),
     })
     .await;
     let usb = |c: &str| with(session(c), "KeyNo", json!(USB_KEY));
@@ -187,14 +187,14 @@ async fn leases_expire_and_free_their_licence() {
         .await
         .assert_error(403, "ENoFreeLicence");
     // Renewing keeps the licence past the first lease.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(s.post("/api/sessions", usb("holder")).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     s.post("/api/sessions", usb("waiting"))
         .await
         .assert_error(403, "ENoFreeLicence");
     // Without renewal the lease ends: the session leaves the lists and its licence is free.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         s.get("/api/sessions").await.json()["Sessions"]
             .as_array()
