@@ -10,11 +10,7 @@ use std::sync::Arc;
 pub async fn api() -> Reply {
     Reply::ok(&ApiInfo {
         version: crate::VERSION.into(),
-        urns: URNS
-            .iter()
-            .copied()
-            .filter(|u| *u != "/api" && *u != "/api/")
-            .collect(),
+        urns: URNS.to_vec(),
     })
 }
 

@@ -31,7 +31,7 @@ pub struct AppState {
 }
 
 /// Every path the API serves, as `GET /api` lists them.
-pub const URNS: [&str; 12] = [
+pub const URNS: [&str; 10] = [
     "/api/serverinfo",
     "/api/licences",
     "/api/licences/{KeyNo}",
@@ -42,8 +42,6 @@ pub const URNS: [&str; 12] = [
     "/api/sessions",
     "/api/sessions/{ID}",
     "/api/publickey",
-    "/api",
-    "/api/",
 ];
 
 pub fn router(state: Arc<AppState>) -> Router {

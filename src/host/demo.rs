@@ -4,7 +4,7 @@
 
 use super::{Host, HostError};
 use crate::crypto::Signer;
-use crate::licence::{self, Binding, Flags, Itn, KeyType, LicenceTerms};
+use crate::licence::{self, Binding, Itn, LicenceTerms};
 use crate::store::{atomic, keyfile};
 use std::path::Path;
 
@@ -29,37 +29,13 @@ pub fn prepare_centre(data_dir: &Path) -> Result<Signer, HostError> {
 
 fn terms(key_no: u64, reg_no: u64, count: u32, binding: Binding) -> LicenceTerms {
     LicenceTerms {
-        key_no,
-        key_id: KEY_ID.into(),
         reg_no,
-        key_type: KeyType::Main,
-        service_type: 0,
-        licence_count: count,
-        product_version: 0,
-        product_version_name: None,
         activation_code: "4345-9320-2035-7421-5361".into(),
-        activation_date: crate::time::now(),
-        start_date: None,
-        period: 0,
-        flags: Flags(0),
         itn: Itn::try_from("1234567890".to_string()).ok(),
-        iec: None,
         product_name: "Тестовая серия".into(),
         article: "1111111111111".into(),
         article_name: "Тестовая номенклатура для проверки работоспособности системы".into(),
-        message: None,
-        message_type: None,
-        recovered: false,
-        support_date: None,
-        support_end_date: None,
-        support_type: None,
-        industry_support_date: None,
-        industry_support_end_date: None,
-        industry_support_type: None,
-        industry_support_level: None,
-        industry_support_preferentials: None,
-        update_date: None,
-        binding,
+        ..LicenceTerms::new(key_no, KEY_ID, count, binding)
     }
 }
 
@@ -73,9 +49,7 @@ pub async fn provision(host: &Host, centre: &Signer) -> Result<Vec<String>, Host
             host.data_dir().display()
         )]);
     }
-    let sign = |t: &LicenceTerms| {
-        licence::sign(t, centre).map_err(|e| HostError::Internal(format!("demo licence: {e}")))
-    };
+    let sign = |t: &LicenceTerms| licence::sign(t, centre).map_err(HostError::from);
     let mut said = Vec::new();
 
     let sw = terms(

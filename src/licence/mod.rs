@@ -10,7 +10,7 @@ mod trust;
 pub use terms::{Binding, Flags, Iec, Itn, KeyType, LicenceTerms, Validity};
 pub use trust::TrustStore;
 
-use crate::crypto::{self, CryptoError, Signer};
+use crate::crypto::{self, Signer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -31,6 +31,8 @@ pub enum LicenceError {
     WrongBinding { expected: String, found: String },
     #[error("the licence content is invalid: {0}")]
     Invalid(String),
+    #[error("signing the licence failed: {0}")]
+    Signing(String),
 }
 
 /// The outer envelope of a licence file. The payload is kept as the exact bytes that were
@@ -44,17 +46,20 @@ struct Envelope {
 }
 
 /// Signs `terms` with a centre key and returns the licence file's bytes.
-pub fn sign(terms: &LicenceTerms, centre: &Signer) -> Result<Vec<u8>, CryptoError> {
-    terms.validate().map_err(|_| CryptoError::Signing)?;
-    let payload = serde_json::to_vec(terms).map_err(|_| CryptoError::Signing)?;
-    let signature = centre.sign(&payload)?;
+pub fn sign(terms: &LicenceTerms, centre: &Signer) -> Result<Vec<u8>, LicenceError> {
+    terms.validate()?;
+    let payload = serde_json::to_vec(terms).map_err(|e| LicenceError::Signing(e.to_string()))?;
+    let signature = centre
+        .sign(&payload)
+        .map_err(|e| LicenceError::Signing(e.to_string()))?;
     let env = Envelope {
         format: FORMAT.into(),
         signer: centre.public_key().fingerprint().into(),
         payload: crypto::b64(&payload),
         signature: crypto::b64(&signature),
     };
-    let mut out = serde_json::to_vec_pretty(&env).map_err(|_| CryptoError::Signing)?;
+    let mut out =
+        serde_json::to_vec_pretty(&env).map_err(|e| LicenceError::Signing(e.to_string()))?;
     out.push(b'\n');
     Ok(out)
 }

@@ -211,6 +211,44 @@ pub struct Validity {
 const DAY_MS: i64 = 86_400_000;
 
 impl LicenceTerms {
+    /// Terms for a main key with `count` licences, activated now, without an end date, with
+    /// every optional field empty; callers set what their licence says beyond that.
+    pub fn new(key_no: u64, key_id: &str, count: u32, binding: Binding) -> LicenceTerms {
+        LicenceTerms {
+            key_no,
+            key_id: key_id.into(),
+            reg_no: 0,
+            key_type: KeyType::Main,
+            service_type: 0,
+            licence_count: count,
+            product_version: 0,
+            product_version_name: None,
+            activation_code: String::new(),
+            activation_date: crate::time::now(),
+            start_date: None,
+            period: 0,
+            flags: Flags(0),
+            itn: None,
+            iec: None,
+            product_name: String::new(),
+            article: String::new(),
+            article_name: String::new(),
+            message: None,
+            message_type: None,
+            recovered: false,
+            support_date: None,
+            support_end_date: None,
+            support_type: None,
+            industry_support_date: None,
+            industry_support_end_date: None,
+            industry_support_type: None,
+            industry_support_level: None,
+            industry_support_preferentials: None,
+            update_date: None,
+            binding,
+        }
+    }
+
     /// Rejects terms no centre should sign and no host should use.
     pub fn validate(&self) -> Result<(), LicenceError> {
         let bad = |m: &str| Err(LicenceError::Invalid(m.into()));

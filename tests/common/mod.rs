@@ -338,45 +338,20 @@ impl Drop for Server {
     }
 }
 
-/// Licence terms as the demo centre would issue them.
+/// Licence terms as a test centre issues them: series 672B, ITN and IEC set.
 pub fn terms(
     key_no: u64,
     count: u32,
     binding: keybridge::licence::Binding,
 ) -> keybridge::licence::LicenceTerms {
-    use keybridge::licence::*;
+    use keybridge::licence::{Iec, Itn, LicenceTerms};
     LicenceTerms {
-        key_no,
-        key_id: KEY_ID.into(),
         reg_no: 300,
-        key_type: KeyType::Main,
-        service_type: 0,
-        licence_count: count,
-        product_version: 0,
-        product_version_name: None,
         activation_code: "1111-2222-3333-4444-5555".into(),
-        activation_date: keybridge::time::now(),
-        start_date: None,
-        period: 0,
-        flags: Flags(0),
         itn: Itn::try_from("0123456789".to_string()).ok(),
         iec: Iec::try_from("770101001".to_string()).ok(),
         product_name: "Test".into(),
-        article: "1".into(),
-        article_name: "Test article".into(),
-        message: None,
-        message_type: None,
-        recovered: false,
-        support_date: None,
-        support_end_date: None,
-        support_type: None,
-        industry_support_date: None,
-        industry_support_end_date: None,
-        industry_support_type: None,
-        industry_support_level: None,
-        industry_support_preferentials: None,
-        update_date: None,
-        binding,
+        ..LicenceTerms::new(key_no, KEY_ID, count, binding)
     }
 }
 
