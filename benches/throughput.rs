@@ -1,0 +1,89 @@
+//! Throughput of the host's hot paths, printed as figures: `cargo bench`.
+//! (Under `cargo test` this target only checks that it builds.)
+
+use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::hal::sim::SimBus;
+use keybridge::hal::KeyDevice;
+use keybridge::host::{demo, Host, HostOptions, SessionRequest};
+use keybridge::keymem::LockPolicy;
+use keybridge::licence::TrustStore;
+use std::time::{Duration, Instant};
+
+fn rate(name: &str, n: u32, f: impl FnMut(u32)) {
+    let mut f = f;
+    let t = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    let e = t.elapsed();
+    println!(
+        "{name:<48} {:>10.0} /s   ({:.3} ms each, n={n})",
+        f64::from(n) / e.as_secs_f64(),
+        e.as_secs_f64() * 1000.0 / f64::from(n)
+    );
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let signer = Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("signer");
+    let body = vec![b'x'; 4096];
+    rate("response signature (RSA-2048, 4 KiB body)", 2000, |_| {
+        signer.sign(&body).expect("sign");
+    });
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let bus = SimBus::new(dir.path(), LockPolicy::default());
+    let mut dev = bus.plug(1).expect("plug");
+    let value = "v".repeat(3000);
+    // A different value each time: an unchanged one is not committed (no fsync).
+    rate("sim key: memory write 3 KB (protocol + fsync)", 300, |i| {
+        dev.write_memory("", &format!("{i}{value}")).expect("write");
+    });
+    rate("sim key: memory read 3 KB (protocol)", 2000, |_| {
+        dev.read_memory("").expect("read");
+    });
+
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    let data = tempfile::tempdir().expect("tmp");
+    let centre = demo::prepare_centre(data.path()).expect("centre");
+    let mut trust = TrustStore::default();
+    trust
+        .add_dir(&keybridge::host::trust_dir(data.path()))
+        .expect("trust");
+    let host = Host::new(HostOptions {
+        data_dir: data.path().into(),
+        computer_id: "0".repeat(40),
+        trust,
+        session_lease: Duration::from_secs(600),
+        memory_policy: LockPolicy::default(),
+    })
+    .expect("host");
+    rt.block_on(demo::provision(&host, &centre)).expect("demo");
+    let req = |id: String| SessionRequest {
+        key_id: demo::KEY_ID.into(),
+        client_session_id: id,
+        app_name: "bench".into(),
+        user_name: None,
+        session_started: None,
+        computer_name: None,
+        info_base_name: None,
+        access_code: None,
+        key_no: Some(demo::SOFTWARE_KEY_NO),
+        itn: None,
+        iec: None,
+        peer_ip: [127, 0, 0, 1].into(),
+        client_version: None,
+    };
+    for i in 0..5 {
+        host.open_session(req(format!("c{i}"))).expect("open");
+    }
+    rate("session renew (existing ClientSessionID)", 20_000, |i| {
+        host.open_session(req(format!("c{}", i % 5)))
+            .expect("renew");
+    });
+    rate("session refused (all licences held)", 20_000, |i| {
+        assert!(host.open_session(req(format!("x{i}"))).is_err());
+    });
+}
