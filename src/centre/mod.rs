@@ -1,0 +1,69 @@
+//! The licensing centre: products, activation codes, and the rules that turn an activation
+//! into a signed licence, update it, and restore it onto a new binding. Storage is SQL through
+//! `sqlx`'s `Any` driver — an SQLite file by default, PostgreSQL for a `postgres://` URL — with
+//! one set of migrations (`migrations/`) for both.
+
+pub mod code;
+mod db;
+pub use db::sqlite_url;
+mod rules;
+
+pub use code::{ActivationCode, CodeError};
+pub use rules::{ActivationRequest, CodeSpec, CodeState, Product};
+
+use crate::crypto::Signer;
+use crate::licence::LicenceError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CentreError {
+    #[error("{0}")]
+    Code(#[from] CodeError),
+    #[error("unknown activation code {0}")]
+    UnknownCode(String),
+    #[error("unknown product series {0}")]
+    UnknownProduct(String),
+    #[error("product series {0} already exists")]
+    ProductExists(String),
+    #[error("activation code {code} is already activated for {binding}; it activates only once")]
+    AlreadyActivated { code: String, binding: String },
+    #[error("activation code {0} is reserved for another ITN")]
+    ItnMismatch(String),
+    #[error("no licence {key_id}.{key_no} was issued by this centre")]
+    UnknownLicence { key_id: String, key_no: u64 },
+    #[error(
+        "licence {key_id}.{key_no} has been restored {limit} time(s), its limit; ask the vendor"
+    )]
+    RestoreLimit {
+        key_id: String,
+        key_no: u64,
+        limit: u64,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Licence(#[from] LicenceError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// A centre: its database and its signing key.
+pub struct Centre {
+    db: sqlx::AnyPool,
+    signer: Signer,
+}
+
+impl Centre {
+    /// Opens (creating if needed) the database at `url` — `sqlite:///path/centre.db` or
+    /// `postgres://…` — and brings its schema up to date.
+    pub async fn open(url: &str, signer: Signer) -> Result<Centre, CentreError> {
+        let db = db::connect(url).await?;
+        Ok(Centre { db, signer })
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+}

@@ -1,0 +1,424 @@
+//! What the centre does with products, codes and activations. Every rule is enforced inside
+//! one database transaction, so two hosts racing with one code get one licence between them.
+
+use super::{ActivationCode, Centre, CentreError};
+use crate::licence::{self, Binding, Flags, Iec, Itn, KeyType, LicenceTerms};
+use crate::time::{self, Timestamp};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A product series the vendor sells.
+#[derive(Debug, Clone)]
+pub struct Product {
+    pub key_id: String,
+    pub product_name: String,
+    pub article: String,
+    pub article_name: String,
+    pub product_version: u32,
+    pub product_version_name: Option<String>,
+    pub flags: Flags,
+}
+
+/// What a new activation code grants.
+#[derive(Debug, Clone)]
+pub struct CodeSpec {
+    pub key_id: String,
+    pub key_type: KeyType,
+    pub service_type: u32,
+    pub licence_count: u32,
+    /// Days of validity from activation (or `start_date`); 0 = no end.
+    pub period_days: u32,
+    pub start_date: Option<Timestamp>,
+    /// The code activates only for this ITN (and IEC, when given).
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
+    pub support_date: Option<Timestamp>,
+    pub support_end_date: Option<Timestamp>,
+    pub support_type: Option<u8>,
+    /// How often a licence from this code may be restored onto a new binding.
+    pub restore_limit: u32,
+}
+
+impl CodeSpec {
+    pub fn new(key_id: &str, licence_count: u32) -> CodeSpec {
+        CodeSpec {
+            key_id: key_id.into(),
+            key_type: KeyType::Main,
+            service_type: 0,
+            licence_count,
+            period_days: 0,
+            start_date: None,
+            itn: None,
+            iec: None,
+            support_date: None,
+            support_end_date: None,
+            support_type: None,
+            restore_limit: 3,
+        }
+    }
+}
+
+/// A code as the vendor's listing shows it.
+#[derive(Debug, Clone)]
+pub struct CodeState {
+    pub code: String,
+    pub key_id: String,
+    pub licence_count: u32,
+    /// `None` while new.
+    pub activation: Option<ActivationState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivationState {
+    pub key_no: u64,
+    pub binding: Binding,
+    pub activated: Timestamp,
+    pub restores: u32,
+}
+
+/// A host's activation.
+#[derive(Debug, Clone)]
+pub struct ActivationRequest {
+    pub code: ActivationCode,
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
+    pub binding: Binding,
+}
+
+fn binding_key(b: &Binding) -> String {
+    match b {
+        Binding::Computer(id) => format!("computer:{id}"),
+        Binding::Device(s) => format!("device:{s}"),
+    }
+}
+
+fn parse_binding(s: &str) -> Result<Binding, CentreError> {
+    let bad = || CentreError::Invalid(format!("stored binding {s:?} is malformed"));
+    match s.split_once(':').ok_or_else(bad)? {
+        ("computer", id) => Ok(Binding::Computer(id.into())),
+        ("device", n) => n.parse().map(Binding::Device).map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
+
+fn ts(s: Option<String>) -> Result<Option<Timestamp>, CentreError> {
+    s.map(|s| {
+        time::parse_client(&s).ok_or_else(|| CentreError::Invalid(format!("stored time {s:?}")))
+    })
+    .transpose()
+}
+
+fn num<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> Result<T, CentreError> {
+    let v: i64 = row.try_get(col)?;
+    T::try_from(v).map_err(|_| CentreError::Invalid(format!("{col} {v} out of range")))
+}
+
+fn opt_num<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> Result<Option<T>, CentreError> {
+    let v: Option<i64> = row.try_get(col)?;
+    v.map(|v| T::try_from(v).map_err(|_| CentreError::Invalid(format!("{col} {v} out of range"))))
+        .transpose()
+}
+
+const FIRST_KEY_NO: i64 = 1_000_001;
+const FIRST_REG_NO: i64 = 1;
+
+const LICENCE_QUERY: &str = "SELECT a.key_id, a.key_no, a.reg_no, a.binding, a.itn, a.iec, a.activated, a.updated, a.restores, \
+     c.code, c.key_type, c.service_type, c.licence_count, c.period_days, c.start_date, c.support_date, c.support_end_date, c.support_type, c.restore_limit, \
+     p.product_name, p.article, p.article_name, p.product_version, p.product_version_name, p.flags \
+     FROM activations a JOIN codes c ON c.code = a.code JOIN products p ON p.key_id = a.key_id";
+
+/// The licence an activation stands for, from its stored rows: the same rows give the same
+/// terms, so re-issuing is idempotent down to the signature bytes.
+fn terms_from_row(row: &AnyRow) -> Result<LicenceTerms, CentreError> {
+    let key_type = KeyType::from_code(num::<u64>(row, "key_type")?)
+        .ok_or_else(|| CentreError::Invalid("stored key type".into()))?;
+    let activated = ts(Some(row.try_get("activated")?))?.unwrap_or_else(time::now);
+    let updated = ts(Some(row.try_get("updated")?))?;
+    let itn: Option<String> = row.try_get("itn")?;
+    let iec: Option<String> = row.try_get("iec")?;
+    let restores: i64 = row.try_get("restores")?;
+    Ok(LicenceTerms {
+        reg_no: num(row, "reg_no")?,
+        key_type,
+        service_type: num(row, "service_type")?,
+        product_version: num(row, "product_version")?,
+        product_version_name: row.try_get("product_version_name")?,
+        activation_code: row.try_get("code")?,
+        activation_date: activated,
+        start_date: ts(row.try_get("start_date")?)?,
+        period: num(row, "period_days")?,
+        flags: Flags(num(row, "flags")?),
+        itn: itn
+            .map(Itn::try_from)
+            .transpose()
+            .map_err(CentreError::Invalid)?,
+        iec: iec
+            .map(Iec::try_from)
+            .transpose()
+            .map_err(CentreError::Invalid)?,
+        product_name: row.try_get("product_name")?,
+        article: row.try_get("article")?,
+        article_name: row.try_get("article_name")?,
+        recovered: restores > 0,
+        support_date: ts(row.try_get("support_date")?)?,
+        support_end_date: ts(row.try_get("support_end_date")?)?,
+        support_type: opt_num(row, "support_type")?,
+        update_date: updated.filter(|u| *u != activated),
+        ..LicenceTerms::new(
+            num(row, "key_no")?,
+            &row.try_get::<String, _>("key_id")?,
+            num(row, "licence_count")?,
+            parse_binding(&row.try_get::<String, _>("binding")?)?,
+        )
+    })
+}
+
+impl Centre {
+    pub async fn add_product(&self, p: &Product) -> Result<(), CentreError> {
+        LicenceTerms {
+            product_name: p.product_name.clone(),
+            article_name: p.article_name.clone(),
+            ..LicenceTerms::new(1, &p.key_id, 1, Binding::Device(1))
+        }
+        .validate()?;
+        let exists = sqlx::query("SELECT key_id FROM products WHERE key_id = $1")
+            .bind(p.key_id.clone())
+            .fetch_optional(&self.db)
+            .await?;
+        if exists.is_some() {
+            return Err(CentreError::ProductExists(p.key_id.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO products (key_id, product_name, article, article_name, product_version, product_version_name, flags, next_key_no, next_reg_no) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(p.key_id.clone())
+        .bind(p.product_name.clone())
+        .bind(p.article.clone())
+        .bind(p.article_name.clone())
+        .bind(i64::from(p.product_version))
+        .bind(p.product_version_name.clone())
+        .bind(i64::from(p.flags.0))
+        .bind(FIRST_KEY_NO)
+        .bind(FIRST_REG_NO)
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Issues a new activation code for a product.
+    pub async fn issue_code(&self, spec: &CodeSpec) -> Result<ActivationCode, CentreError> {
+        if spec.licence_count == 0 {
+            return Err(CentreError::Invalid(
+                "a code must grant at least one licence".into(),
+            ));
+        }
+        let product = sqlx::query("SELECT key_id FROM products WHERE key_id = $1")
+            .bind(spec.key_id.clone())
+            .fetch_optional(&self.db)
+            .await?;
+        if product.is_none() {
+            return Err(CentreError::UnknownProduct(spec.key_id.clone()));
+        }
+        let code = ActivationCode::generate();
+        let fmt = |t: &Option<Timestamp>| t.as_ref().map(time::format);
+        sqlx::query(
+            "INSERT INTO codes (code, key_id, key_type, service_type, licence_count, period_days, start_date, itn, iec, \
+             support_date, support_end_date, support_type, restore_limit, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(code.to_string())
+        .bind(spec.key_id.clone())
+        .bind(i64::from(spec.key_type.code()))
+        .bind(i64::from(spec.service_type))
+        .bind(i64::from(spec.licence_count))
+        .bind(i64::from(spec.period_days))
+        .bind(fmt(&spec.start_date))
+        .bind(spec.itn.as_ref().map(|i| i.as_str().to_owned()))
+        .bind(spec.iec.as_ref().map(|i| i.as_str().to_owned()))
+        .bind(fmt(&spec.support_date))
+        .bind(fmt(&spec.support_end_date))
+        .bind(spec.support_type.map(i64::from))
+        .bind(i64::from(spec.restore_limit))
+        .bind(time::format(&time::now()))
+        .execute(&self.db)
+        .await?;
+        Ok(code)
+    }
+
+    /// Every code with its state, newest first.
+    pub async fn list_codes(&self) -> Result<Vec<CodeState>, CentreError> {
+        let rows = sqlx::query(
+            "SELECT c.code, c.key_id, c.licence_count, c.created, a.key_no, a.binding, a.activated, a.restores \
+             FROM codes c LEFT JOIN activations a ON a.code = c.code ORDER BY c.created DESC, c.code",
+        )
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let binding: Option<String> = r.try_get("binding")?;
+                let activation = match binding {
+                    None => None,
+                    Some(b) => Some(ActivationState {
+                        key_no: num(r, "key_no")?,
+                        binding: parse_binding(&b)?,
+                        activated: ts(r.try_get("activated")?)?.unwrap_or_else(time::now),
+                        restores: num(r, "restores")?,
+                    }),
+                };
+                Ok(CodeState {
+                    code: r.try_get("code")?,
+                    key_id: r.try_get("key_id")?,
+                    licence_count: num(r, "licence_count")?,
+                    activation,
+                })
+            })
+            .collect()
+    }
+
+    /// Turns an activation code into a signed licence for a binding. A code activates once;
+    /// asking again from the same binding returns the same licence; from another binding it is
+    /// refused.
+    pub async fn activate(
+        &self,
+        req: &ActivationRequest,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let code = req.code.to_string();
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query("SELECT key_id, itn, iec FROM codes WHERE code = $1")
+            .bind(code.clone())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| CentreError::UnknownCode(code.clone()))?;
+        let key_id: String = row.try_get("key_id")?;
+        let reserved_itn: Option<String> = row.try_get("itn")?;
+        let reserved_iec: Option<String> = row.try_get("iec")?;
+        let asked_itn = req.itn.as_ref().map(|i| i.as_str().to_owned());
+        let asked_iec = req.iec.as_ref().map(|i| i.as_str().to_owned());
+        if reserved_itn
+            .as_ref()
+            .is_some_and(|r| Some(r) != asked_itn.as_ref())
+            || reserved_iec
+                .as_ref()
+                .is_some_and(|r| Some(r) != asked_iec.as_ref())
+        {
+            return Err(CentreError::ItnMismatch(code));
+        }
+        let existing = sqlx::query("SELECT binding FROM activations WHERE code = $1")
+            .bind(code.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            let bound = parse_binding(&row.try_get::<String, _>("binding")?)?;
+            if bound != req.binding {
+                return Err(CentreError::AlreadyActivated {
+                    code,
+                    binding: bound.to_string(),
+                });
+            }
+        } else {
+            // Take the next KeyNo and RegNo of the series; the row update serialises issuers.
+            sqlx::query("UPDATE products SET next_key_no = next_key_no + 1, next_reg_no = next_reg_no + 1 WHERE key_id = $1")
+                .bind(key_id.clone())
+                .execute(&mut *tx)
+                .await?;
+            let p = sqlx::query("SELECT next_key_no, next_reg_no FROM products WHERE key_id = $1")
+                .bind(key_id.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            let key_no: i64 = p.try_get::<i64, _>("next_key_no")? - 1;
+            let reg_no: i64 = p.try_get::<i64, _>("next_reg_no")? - 1;
+            let now = time::format(&time::now());
+            sqlx::query(
+                "INSERT INTO activations (code, key_id, key_no, reg_no, binding, itn, iec, activated, updated, restores) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0)",
+            )
+            .bind(code.clone())
+            .bind(key_id.clone())
+            .bind(key_no)
+            .bind(reg_no)
+            .bind(binding_key(&req.binding))
+            .bind(asked_itn)
+            .bind(asked_iec)
+            .bind(now.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let row = sqlx::query(&format!("{LICENCE_QUERY} WHERE a.code = $1"))
+            .bind(code)
+            .fetch_one(&mut *tx)
+            .await?;
+        let terms = terms_from_row(&row)?;
+        tx.commit().await?;
+        let doc = licence::sign(&terms, &self.signer)?;
+        Ok((terms, doc))
+    }
+
+    /// The current version of a licence this centre issued (dates, product names, support
+    /// periods as they are now), signed afresh.
+    pub async fn current(
+        &self,
+        key_id: &str,
+        key_no: u64,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let row = sqlx::query(&format!(
+            "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
+        ))
+        .bind(key_id.to_owned())
+        .bind(i64::try_from(key_no).unwrap_or(i64::MAX))
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(|| CentreError::UnknownLicence {
+            key_id: key_id.into(),
+            key_no,
+        })?;
+        let terms = terms_from_row(&row)?;
+        let doc = licence::sign(&terms, &self.signer)?;
+        Ok((terms, doc))
+    }
+
+    /// Moves a licence to a new binding (a changed ComputerID, a replaced USB key), within the
+    /// code's restore limit. The new licence says `Recovered`.
+    pub async fn restore(
+        &self,
+        key_id: &str,
+        key_no: u64,
+        binding: &Binding,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let n = i64::try_from(key_no).unwrap_or(i64::MAX);
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(&format!(
+            "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
+        ))
+        .bind(key_id.to_owned())
+        .bind(n)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| CentreError::UnknownLicence {
+            key_id: key_id.into(),
+            key_no,
+        })?;
+        let current = terms_from_row(&row)?;
+        if &current.binding != binding {
+            let restores: u64 = num(&row, "restores")?;
+            let limit: u64 = num(&row, "restore_limit")?;
+            if restores >= limit {
+                return Err(CentreError::RestoreLimit {
+                    key_id: key_id.into(),
+                    key_no,
+                    limit,
+                });
+            }
+            sqlx::query("UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 WHERE key_id = $3 AND key_no = $4")
+                .bind(binding_key(binding))
+                .bind(time::format(&time::now()))
+                .bind(key_id.to_owned())
+                .bind(n)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.current(key_id, key_no).await
+    }
+}

@@ -1,0 +1,226 @@
+//! The centre's rules on both databases it supports: SQLite always; PostgreSQL on the server
+//! that `scripts/test` starts (URL in KEYBRIDGE_TEST_POSTGRES).
+
+use keybridge::centre::{
+    ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product,
+};
+use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::licence::{self, Binding, Flags, Itn, TrustStore};
+
+fn signer() -> Signer {
+    Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("signer")
+}
+
+fn product() -> Product {
+    Product {
+        key_id: "672B".into(),
+        product_name: "Тестовая серия".into(),
+        article: "1111111111111".into(),
+        article_name: "Test".into(),
+        product_version: 2,
+        product_version_name: Some("2.0".into()),
+        flags: Flags(0b11),
+    }
+}
+
+fn computer(c: char) -> Binding {
+    Binding::Computer(c.to_string().repeat(40))
+}
+
+fn req(code: &ActivationCode, binding: Binding) -> ActivationRequest {
+    ActivationRequest {
+        code: code.clone(),
+        itn: None,
+        iec: None,
+        binding,
+    }
+}
+
+async fn scenario(url: &str) {
+    let centre = std::sync::Arc::new(Centre::open(url, signer()).await.expect("open"));
+    let mut trust = TrustStore::default();
+    trust.add(centre.signer().public_key().clone());
+
+    centre.add_product(&product()).await.expect("product");
+    assert!(matches!(
+        centre.add_product(&product()).await,
+        Err(CentreError::ProductExists(_))
+    ));
+    let mut spec = CodeSpec::new("672B", 5);
+    spec.period_days = 365;
+    let code = centre.issue_code(&spec).await.expect("code");
+
+    // Activation gives a signed licence the host can open, with centre-assigned numbers.
+    let (terms, doc) = centre
+        .activate(&req(&code, computer('A')))
+        .await
+        .expect("activate");
+    assert_eq!(
+        (terms.key_no, terms.reg_no, terms.licence_count),
+        (1_000_001, 1, 5)
+    );
+    assert_eq!(terms.product_version_name.as_deref(), Some("2.0"));
+    assert_eq!(terms.activation_code, code.to_string());
+    let opened = licence::open(&doc, &trust).expect("open");
+    assert_eq!(opened, terms);
+    opened.check_binding(&computer('A')).expect("binding");
+    assert!(opened.validity(keybridge::time::now()).days_left == Some(365));
+
+    // Same binding again: the same licence, byte for byte. Another binding: refused.
+    let (_, again) = centre
+        .activate(&req(&code, computer('A')))
+        .await
+        .expect("again");
+    assert_eq!(again, doc);
+    assert!(matches!(
+        centre.activate(&req(&code, computer('B'))).await,
+        Err(CentreError::AlreadyActivated { .. })
+    ));
+
+    // KeyNo and RegNo are unique per series.
+    let code2 = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    let (t2, _) = centre
+        .activate(&req(&code2, Binding::Device(90_000_002)))
+        .await
+        .expect("activate");
+    assert_eq!((t2.key_no, t2.reg_no), (1_000_002, 2));
+
+    // A code reserved for an ITN refuses any other ITN, and none.
+    let mut reserved = CodeSpec::new("672B", 1);
+    reserved.itn = Some(Itn::try_from("7700000000".to_string()).expect("itn"));
+    let code3 = centre.issue_code(&reserved).await.expect("code");
+    let mut r = req(&code3, computer('C'));
+    assert!(matches!(
+        centre.activate(&r).await,
+        Err(CentreError::ItnMismatch(_))
+    ));
+    r.itn = Some(Itn::try_from("7700000001".to_string()).expect("itn"));
+    assert!(matches!(
+        centre.activate(&r).await,
+        Err(CentreError::ItnMismatch(_))
+    ));
+    r.itn = reserved.itn.clone();
+    let (t3, _) = centre.activate(&r).await.expect("reserved");
+    assert_eq!(t3.itn, reserved.itn);
+
+    // Unknown codes and unknown products.
+    let stranger = ActivationCode::generate();
+    assert!(matches!(
+        centre.activate(&req(&stranger, computer('A'))).await,
+        Err(CentreError::UnknownCode(_))
+    ));
+    assert!(matches!(
+        centre.issue_code(&CodeSpec::new("FFFF", 1)).await,
+        Err(CentreError::UnknownProduct(_))
+    ));
+
+    // Restore onto a new binding, within the limit.
+    let mut once = CodeSpec::new("672B", 2);
+    once.restore_limit = 1;
+    let code4 = centre.issue_code(&once).await.expect("code");
+    let (t4, _) = centre
+        .activate(&req(&code4, computer('D')))
+        .await
+        .expect("activate");
+    let (moved, doc4) = centre
+        .restore("672B", t4.key_no, &computer('E'))
+        .await
+        .expect("restore");
+    assert!(moved.recovered);
+    assert_eq!(moved.binding, computer('E'));
+    assert!(moved.update_date.is_some());
+    licence::open(&doc4, &trust)
+        .expect("open")
+        .check_binding(&computer('E'))
+        .expect("binding");
+    // Restoring to where it already is costs nothing; moving again exceeds the limit.
+    centre
+        .restore("672B", t4.key_no, &computer('E'))
+        .await
+        .expect("same binding");
+    assert!(matches!(
+        centre.restore("672B", t4.key_no, &computer('F')).await,
+        Err(CentreError::RestoreLimit { .. })
+    ));
+    assert!(matches!(
+        centre.current("672B", 42).await,
+        Err(CentreError::UnknownLicence { .. })
+    ));
+
+    // The vendor's listing.
+    let codes = centre.list_codes().await.expect("list");
+    assert_eq!(codes.len(), 4);
+    let c4 = codes
+        .iter()
+        .find(|c| c.code == code4.to_string())
+        .expect("code4");
+    let a = c4.activation.as_ref().expect("activated");
+    assert_eq!((a.restores, a.binding.clone()), (1, computer('E')));
+
+    // Racing activations of one code: one binding wins, the others are refused.
+    let code5 = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    let mut tasks = Vec::new();
+    for i in 0..12u64 {
+        let (centre, code5) = (centre.clone(), code5.clone());
+        tasks.push(tokio::spawn(async move {
+            centre
+                .activate(&req(&code5, Binding::Device(500 + i % 3)))
+                .await
+        }));
+    }
+    let mut winners = std::collections::HashSet::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok((t, _)) => {
+                winners.insert(t.binding);
+            }
+            Err(CentreError::AlreadyActivated { .. }) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one code, one binding");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rules_on_sqlite() {
+    let d = tempfile::tempdir().expect("tmp");
+    scenario(&keybridge::centre::sqlite_url(&d.path().join("centre.db"))).await;
+    // Reopening runs no migration twice and keeps the data.
+    let c = Centre::open(
+        &keybridge::centre::sqlite_url(&d.path().join("centre.db")),
+        signer(),
+    )
+    .await
+    .expect("reopen");
+    assert_eq!(c.list_codes().await.expect("list").len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rules_on_postgres() {
+    let Ok(admin_url) = std::env::var("KEYBRIDGE_TEST_POSTGRES") else {
+        println!("skipped: KEYBRIDGE_TEST_POSTGRES is not set (scripts/test starts a PostgreSQL server and sets it)");
+        return;
+    };
+    // A fresh database per run.
+    sqlx::any::install_default_drivers();
+    let name = format!("keybridge_test_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create");
+    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
+    scenario(&format!("{base}/{name}")).await;
+}
