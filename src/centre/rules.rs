@@ -283,6 +283,25 @@ impl Centre {
         &self,
         req: &ActivationRequest,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        // Two first activations of one code can race past the "already activated?" check; the
+        // loser's insert violates the key, and its retry sees the winner's row.
+        let mut attempt = 0;
+        loop {
+            match self.activate_once(req).await {
+                Err(CentreError::Db(sqlx::Error::Database(e)))
+                    if e.is_unique_violation() && attempt < 3 =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn activate_once(
+        &self,
+        req: &ActivationRequest,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
         let code = req.code.to_string();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query("SELECT key_id, itn, iec FROM codes WHERE code = $1")
