@@ -20,6 +20,7 @@ fn product() -> Product {
         product_version: 2,
         product_version_name: Some("2.0".into()),
         flags: Flags(0b11),
+        first_key_no: None,
     }
 }
 

@@ -42,7 +42,8 @@ impl Auth {
         }
     }
 
-    fn check(&self, header: Option<&[u8]>) -> bool {
+    /// Checks an `Authorization` header value. Blocking (PBKDF2): call off the executor.
+    pub fn check(&self, header: Option<&[u8]>) -> bool {
         let Some(h) = header else { return false };
         let digest: [u8; 32] = Sha256::digest(h).into();
         if self

@@ -90,5 +90,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         auth::require_enabled,
     ))
     .layer(middleware::from_fn(error::normalise))
-    .layer(middleware::from_fn_with_state(state, signing::sign))
+    .layer(middleware::from_fn_with_state(
+        Arc::new(signing::SigningKey {
+            signer: state.signer.clone(),
+            server_version: state.server_version.clone(),
+        }),
+        signing::sign,
+    ))
 }

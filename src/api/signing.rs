@@ -3,7 +3,6 @@
 //! alone without a QueryID. The signature goes in `Licence-Signature` and, under the name the
 //! spec's example uses, `Licence-QuerySignature`. Every response passes through here.
 
-use super::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -29,7 +28,14 @@ pub fn server_version_header() -> String {
     )
 }
 
-pub async fn sign(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// What the signing layer needs: the key and the `Licence-ServerVersion` value. Shared by the
+/// host's API and the centre's.
+pub struct SigningKey {
+    pub signer: Arc<crate::crypto::Signer>,
+    pub server_version: String,
+}
+
+pub async fn sign(State(state): State<Arc<SigningKey>>, req: Request, next: Next) -> Response {
     let query_id = req.headers().get(&QUERY_ID).cloned();
     let resp = next.run(req).await;
     let (mut parts, body) = resp.into_parts();

@@ -6,6 +6,7 @@
 pub mod code;
 mod db;
 pub use db::sqlite_url;
+pub mod http;
 mod rules;
 
 pub use code::{ActivationCode, CodeError};
@@ -13,6 +14,7 @@ pub use rules::{ActivationRequest, CodeSpec, CodeState, Product};
 
 use crate::crypto::Signer;
 use crate::licence::LicenceError;
+use std::sync::Arc;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -52,7 +54,7 @@ pub enum CentreError {
 /// A centre: its database and its signing key.
 pub struct Centre {
     db: sqlx::AnyPool,
-    signer: Signer,
+    signer: Arc<Signer>,
 }
 
 impl Centre {
@@ -60,10 +62,13 @@ impl Centre {
     /// `postgres://…` — and brings its schema up to date.
     pub async fn open(url: &str, signer: Signer) -> Result<Centre, CentreError> {
         let db = db::connect(url).await?;
-        Ok(Centre { db, signer })
+        Ok(Centre {
+            db,
+            signer: Arc::new(signer),
+        })
     }
 
-    pub fn signer(&self) -> &Signer {
+    pub fn signer(&self) -> &Arc<Signer> {
         &self.signer
     }
 }

@@ -17,6 +17,8 @@ pub struct Product {
     pub product_version: u32,
     pub product_version_name: Option<String>,
     pub flags: Flags,
+    /// The first KeyNo to assign in this series (default 1000001).
+    pub first_key_no: Option<u64>,
 }
 
 /// What a new activation code grants.
@@ -199,7 +201,12 @@ impl Centre {
         .bind(i64::from(p.product_version))
         .bind(p.product_version_name.clone())
         .bind(i64::from(p.flags.0))
-        .bind(FIRST_KEY_NO)
+        .bind(
+            p.first_key_no
+                .and_then(|n| i64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(FIRST_KEY_NO),
+        )
         .bind(FIRST_REG_NO)
         .execute(&self.db)
         .await?;

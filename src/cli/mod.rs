@@ -1,5 +1,6 @@
 //! The `keybridge` command line.
 
+mod centre;
 mod serve;
 mod tools;
 
@@ -42,6 +43,11 @@ pub enum Command {
     Sim {
         #[command(subcommand)]
         command: SimCommand,
+    },
+    /// The vendor's licensing centre: serve it, add products, issue and list codes.
+    Centre {
+        #[command(subcommand)]
+        command: centre::CentreCommand,
     },
     /// API credentials.
     Auth {
@@ -119,6 +125,7 @@ pub fn run() -> ExitCode {
             command: LicenceCommand::Import { file, data },
         } => tools::licence_import(&file, &data),
         Command::Sim { command } => tools::sim(command),
+        Command::Centre { command } => centre::run(command),
         Command::Auth {
             command: AuthCommand::Hash,
         } => tools::auth_hash(),

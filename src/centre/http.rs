@@ -1,0 +1,315 @@
+//! The centre over HTTP. Host-facing endpoints (activate, update, restore) answer signed, as
+//! the host's API does, so a host can tell a genuine centre answer; vendor administration
+//! (products, codes) needs Basic credentials. JSON here is the centre's own, snake_case;
+//! `docs/centre.md` describes it.
+
+use super::{ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product};
+use crate::api::signing::{self, SigningKey};
+use crate::api::Auth;
+use crate::licence::{Binding, Flags, Iec, Itn, KeyType};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub struct CentreState {
+    pub centre: Centre,
+    pub admin: Auth,
+}
+
+/// An error answer: `{"error": "...", "reason": "..."}` with a status.
+pub struct CentreReply(StatusCode, Value);
+
+impl IntoResponse for CentreReply {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<CentreError> for CentreReply {
+    fn from(e: CentreError) -> Self {
+        use StatusCode as S;
+        let (status, reason) = match &e {
+            CentreError::Code(_) | CentreError::Invalid(_) | CentreError::Licence(_) => {
+                (S::BAD_REQUEST, "invalid")
+            }
+            CentreError::UnknownCode(_) => (S::NOT_FOUND, "unknown_code"),
+            CentreError::UnknownProduct(_) => (S::NOT_FOUND, "unknown_product"),
+            CentreError::UnknownLicence { .. } => (S::NOT_FOUND, "unknown_licence"),
+            CentreError::ProductExists(_) => (S::CONFLICT, "product_exists"),
+            CentreError::AlreadyActivated { .. } => (S::CONFLICT, "already_activated"),
+            CentreError::ItnMismatch(_) => (S::FORBIDDEN, "itn_mismatch"),
+            CentreError::RestoreLimit { .. } => (S::FORBIDDEN, "restore_limit"),
+            CentreError::Db(_) | CentreError::Migrate(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        if status.is_server_error() {
+            tracing::error!("centre: {e}");
+        }
+        CentreReply(status, json!({"error": e.to_string(), "reason": reason}))
+    }
+}
+
+fn bad(message: impl Into<String>) -> CentreReply {
+    CentreReply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": message.into(), "reason": "invalid"}),
+    )
+}
+
+/// A binding on the wire: `{"computer": "<ComputerID>"}` or `{"device": <serial>}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireBinding {
+    Computer(String),
+    Device(u64),
+}
+
+impl From<WireBinding> for Binding {
+    fn from(b: WireBinding) -> Binding {
+        match b {
+            WireBinding::Computer(c) => Binding::Computer(c),
+            WireBinding::Device(d) => Binding::Device(d),
+        }
+    }
+}
+
+impl From<&Binding> for WireBinding {
+    fn from(b: &Binding) -> WireBinding {
+        match b {
+            Binding::Computer(c) => WireBinding::Computer(c.clone()),
+            Binding::Device(d) => WireBinding::Device(*d),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ActivateBody {
+    pub code: String,
+    pub itn: Option<String>,
+    pub iec: Option<String>,
+    pub binding: WireBinding,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LicenceRef {
+    pub key_id: String,
+    pub key_no: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestoreBody {
+    pub key_id: String,
+    pub key_no: u64,
+    pub binding: WireBinding,
+}
+
+/// A signed licence file, base64, as every host-facing endpoint returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LicenceBody {
+    pub licence: String,
+}
+
+fn licence_body(doc: &[u8]) -> Json<LicenceBody> {
+    Json(LicenceBody {
+        licence: crate::crypto::b64(doc),
+    })
+}
+
+impl ActivateBody {
+    pub fn to_request(&self) -> Result<ActivationRequest, String> {
+        Ok(ActivationRequest {
+            code: ActivationCode::parse(&self.code).map_err(|e| e.to_string())?,
+            itn: self.itn.clone().map(Itn::try_from).transpose()?,
+            iec: self.iec.clone().map(Iec::try_from).transpose()?,
+            binding: self.binding.clone().into(),
+        })
+    }
+}
+
+async fn activate(
+    State(st): State<Arc<CentreState>>,
+    Json(b): Json<ActivateBody>,
+) -> Result<Json<LicenceBody>, CentreReply> {
+    let req = b.to_request().map_err(bad)?;
+    let (_, doc) = st.centre.activate(&req).await?;
+    Ok(licence_body(&doc))
+}
+
+async fn current(
+    State(st): State<Arc<CentreState>>,
+    Json(b): Json<LicenceRef>,
+) -> Result<Json<LicenceBody>, CentreReply> {
+    let (_, doc) = st.centre.current(&b.key_id, b.key_no).await?;
+    Ok(licence_body(&doc))
+}
+
+async fn restore(
+    State(st): State<Arc<CentreState>>,
+    Json(b): Json<RestoreBody>,
+) -> Result<Json<LicenceBody>, CentreReply> {
+    let (_, doc) = st
+        .centre
+        .restore(&b.key_id, b.key_no, &b.binding.into())
+        .await?;
+    Ok(licence_body(&doc))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProductBody {
+    pub key_id: String,
+    pub product_name: String,
+    #[serde(default)]
+    pub article: String,
+    #[serde(default)]
+    pub article_name: String,
+    #[serde(default)]
+    pub product_version: u32,
+    pub product_version_name: Option<String>,
+    #[serde(default)]
+    pub flags: u32,
+    pub first_key_no: Option<u64>,
+}
+
+impl ProductBody {
+    pub fn to_product(&self) -> Product {
+        Product {
+            key_id: self.key_id.clone(),
+            product_name: self.product_name.clone(),
+            article: self.article.clone(),
+            article_name: self.article_name.clone(),
+            product_version: self.product_version,
+            product_version_name: self.product_version_name.clone(),
+            flags: Flags(self.flags),
+            first_key_no: self.first_key_no,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CodeBody {
+    pub key_id: String,
+    pub licence_count: u32,
+    #[serde(default = "main_type")]
+    pub key_type: u8,
+    #[serde(default)]
+    pub service_type: u32,
+    #[serde(default)]
+    pub period_days: u32,
+    pub itn: Option<String>,
+    pub iec: Option<String>,
+    pub restore_limit: Option<u32>,
+}
+
+fn main_type() -> u8 {
+    3
+}
+
+impl CodeBody {
+    pub fn to_spec(&self) -> Result<CodeSpec, String> {
+        let mut spec = CodeSpec::new(&self.key_id, self.licence_count);
+        spec.key_type =
+            KeyType::from_code(u64::from(self.key_type)).ok_or("key_type must be 3, 4 or 5")?;
+        spec.service_type = self.service_type;
+        spec.period_days = self.period_days;
+        spec.itn = self.itn.clone().map(Itn::try_from).transpose()?;
+        spec.iec = self.iec.clone().map(Iec::try_from).transpose()?;
+        if let Some(l) = self.restore_limit {
+            spec.restore_limit = l;
+        }
+        Ok(spec)
+    }
+}
+
+async fn add_product(
+    State(st): State<Arc<CentreState>>,
+    Json(b): Json<ProductBody>,
+) -> Result<Response, CentreReply> {
+    st.centre.add_product(&b.to_product()).await?;
+    Ok((StatusCode::CREATED, Json(json!({"key_id": b.key_id}))).into_response())
+}
+
+async fn issue_code(
+    State(st): State<Arc<CentreState>>,
+    Json(b): Json<CodeBody>,
+) -> Result<Response, CentreReply> {
+    let spec = b.to_spec().map_err(bad)?;
+    let code = st.centre.issue_code(&spec).await?;
+    Ok((StatusCode::CREATED, Json(json!({"code": code.to_string()}))).into_response())
+}
+
+async fn list_codes(State(st): State<Arc<CentreState>>) -> Result<Json<Value>, CentreReply> {
+    let codes = st.centre.list_codes().await?;
+    let rows: Vec<Value> = codes
+        .iter()
+        .map(|c| {
+            let a = c.activation.as_ref();
+            json!({
+                "code": c.code,
+                "key_id": c.key_id,
+                "licence_count": c.licence_count,
+                "state": if a.is_some() { "activated" } else { "new" },
+                "key_no": a.map(|a| a.key_no),
+                "binding": a.map(|a| WireBinding::from(&a.binding)),
+                "activated": a.map(|a| crate::time::format(&a.activated)),
+                "restores": a.map(|a| a.restores),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"codes": rows})))
+}
+
+async fn require_admin(State(st): State<Arc<CentreState>>, req: Request, next: Next) -> Response {
+    let h = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let st2 = st.clone();
+    let ok = tokio::task::spawn_blocking(move || st2.admin.check(h.as_deref()))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        let mut r = CentreReply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "vendor credentials required", "reason": "unauthorized"}),
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"keybridge centre\""),
+        );
+        return r;
+    }
+    next.run(req).await
+}
+
+async fn not_found() -> CentreReply {
+    CentreReply(
+        StatusCode::NOT_FOUND,
+        json!({"error": "no such endpoint", "reason": "not_found"}),
+    )
+}
+
+async fn public_key(State(st): State<Arc<CentreState>>) -> String {
+    st.centre.signer().public_key().pem().to_owned()
+}
+
+pub fn router(state: Arc<CentreState>, key: Arc<SigningKey>) -> Router {
+    let admin = Router::new()
+        .route("/centre/v1/products", post(add_product))
+        .route("/centre/v1/codes", post(issue_code).get(list_codes))
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .route("/centre/v1/activate", post(activate))
+        .route("/centre/v1/licence", post(current))
+        .route("/centre/v1/restore", post(restore))
+        .route("/centre/v1/publickey", get(public_key))
+        .merge(admin)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(key, signing::sign))
+}

@@ -1,0 +1,187 @@
+//! `keybridge centre …`: run the licensing centre, and administer it on its own machine.
+
+use super::CliResult;
+use crate::api::signing::SigningKey;
+use crate::api::Auth;
+use crate::centre::http::{self, CentreState, CodeBody, ProductBody};
+use crate::centre::{self, Centre};
+use crate::crypto::password::PasswordHash;
+use crate::store::keyfile;
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_CENTRE_LISTEN: &str = "127.0.0.1:9100";
+
+#[derive(Args, Clone)]
+pub struct CentreData {
+    /// Centre data directory: its signing key and, by default, its SQLite database.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_DATA",
+        value_name = "DIR",
+        default_value = "/var/lib/keybridge-centre"
+    )]
+    pub data: PathBuf,
+    /// Database URL: `postgres://user@host/db`, or `sqlite:///path` [default: centre.db in the data directory]
+    #[arg(long, env = "KEYBRIDGE_CENTRE_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CentreCommand {
+    /// Run the centre's HTTP service.
+    Serve {
+        #[arg(long, env = "KEYBRIDGE_CENTRE_LISTEN", default_value = DEFAULT_CENTRE_LISTEN)]
+        listen: SocketAddr,
+        /// Hash of the vendor's admin password (`keybridge auth hash`); absent means admin/admin,
+        /// which is refused on a non-loopback address.
+        #[arg(long, env = "KEYBRIDGE_CENTRE_ADMIN_HASH")]
+        admin_password_hash: Option<String>,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Add a product series.
+    ProductAdd {
+        /// Series (KeyID), e.g. 672B.
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        article: String,
+        #[arg(long, default_value = "")]
+        article_name: String,
+        #[arg(long, default_value_t = 0)]
+        product_version: u32,
+        #[arg(long)]
+        product_version_name: Option<String>,
+        /// The first KeyNo to assign in this series.
+        #[arg(long)]
+        first_key_no: Option<u64>,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Issue an activation code for a product.
+    CodeIssue {
+        #[arg(long)]
+        key_id: String,
+        /// Licences the key will hold.
+        #[arg(long)]
+        count: u32,
+        /// 3 main, 4 additional, 5 demo.
+        #[arg(long, default_value_t = 3)]
+        key_type: u8,
+        /// Days of validity from activation; 0 = no end.
+        #[arg(long, default_value_t = 0)]
+        period_days: u32,
+        /// Reserve the code for this ITN (and IEC).
+        #[arg(long)]
+        itn: Option<String>,
+        #[arg(long)]
+        iec: Option<String>,
+        /// How often the licence may be restored onto a new machine or key.
+        #[arg(long)]
+        restore_limit: Option<u32>,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// List activation codes and their state.
+    CodeList(CentreData),
+    /// Print the centre's public key (PEM): hosts trust licences signed by it.
+    KeyPublic(CentreData),
+}
+
+impl CentreData {
+    fn url(&self) -> String {
+        self.database
+            .clone()
+            .unwrap_or_else(|| centre::sqlite_url(&self.data.join("centre.db")))
+    }
+
+    async fn open(&self) -> Result<Centre, String> {
+        crate::store::atomic::ensure_dir(&self.data).map_err(|e| e.to_string())?;
+        let signer = keyfile::load_or_create(&self.data.join("centre-key.pem"))
+            .map_err(|e| e.to_string())?;
+        Centre::open(&self.url(), signer)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Serves a centre on `listener` until the process ends.
+pub async fn serve_centre(
+    centre: Centre,
+    admin: Auth,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<()> {
+    let key = Arc::new(SigningKey {
+        signer: centre.signer().clone(),
+        server_version: crate::api::signing::server_version_header(),
+    });
+    let state = Arc::new(CentreState { centre, admin });
+    axum::serve(listener, http::router(state, key)).await
+}
+
+pub fn run(cmd: CentreCommand) -> CliResult {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        match cmd {
+            CentreCommand::Serve { listen, admin_password_hash, data } => {
+                if admin_password_hash.is_none() && !listen.ip().is_loopback() {
+                    return Err(format!(
+                        "refusing to listen on {listen} with the default admin password; pass --admin-password-hash"
+                    ));
+                }
+                let hash = match admin_password_hash {
+                    Some(h) => PasswordHash::parse(&h).map_err(|e| e.to_string())?,
+                    None => PasswordHash::new("admin"),
+                };
+                let centre = data.open().await?;
+                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("{listen}: {e}"))?;
+                let local = listener.local_addr().map_err(|e| e.to_string())?;
+                println!("keybridge centre listening on http://{local}/centre/v1 (data: {})", data.data.display());
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
+                serve_centre(centre, admin, listener).await.map_err(|e| e.to_string())?;
+            }
+            CentreCommand::ProductAdd { key_id, name, article, article_name, product_version, product_version_name, first_key_no, data } => {
+                let body = ProductBody { key_id, product_name: name, article, article_name, product_version, product_version_name, flags: 0, first_key_no };
+                data.open().await?.add_product(&body.to_product()).await.map_err(|e| e.to_string())?;
+                println!("product {} added", body.key_id);
+            }
+            CentreCommand::CodeIssue { key_id, count, key_type, period_days, itn, iec, restore_limit, data } => {
+                let body = CodeBody { key_id, licence_count: count, key_type, service_type: 0, period_days, itn, iec, restore_limit };
+                let spec = body.to_spec()?;
+                let code = data.open().await?.issue_code(&spec).await.map_err(|e| e.to_string())?;
+                println!("{code}");
+            }
+            CentreCommand::CodeList(data) => {
+                for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {
+                    match &c.activation {
+                        None => println!("{}\t{}\t{}\tnew", c.code, c.key_id, c.licence_count),
+                        Some(a) => println!(
+                            "{}\t{}\t{}\tactivated {} as KeyNo {} on {}, restored {} time(s)",
+                            c.code, c.key_id, c.licence_count, crate::time::format(&a.activated), a.key_no, a.binding, a.restores
+                        ),
+                    }
+                }
+            }
+            CentreCommand::KeyPublic(data) => {
+                print!("{}", data.open().await?.signer().public_key().pem());
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

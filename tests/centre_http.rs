@@ -1,0 +1,199 @@
+//! The centre's HTTP service, end to end: vendor administration behind credentials, and the
+//! host-facing endpoints answering signed.
+
+mod common;
+use common::{rsa_verify, stdout, BIN};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct CentreServer {
+    child: Child,
+    base: String,
+    data: std::path::PathBuf,
+    public_key: String,
+    client: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for CentreServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl CentreServer {
+    async fn start() -> CentreServer {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let data = tmp.path().join("centre");
+        let mut child = Command::new(BIN)
+            .args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env_remove("KEYBRIDGE_CENTRE_DATABASE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("line");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("address")
+            .to_owned();
+        let client = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        let public_key = client
+            .get(format!("{base}/centre/v1/publickey"))
+            .send()
+            .await
+            .expect("pk")
+            .text()
+            .await
+            .expect("pem");
+        CentreServer {
+            child,
+            base,
+            data,
+            public_key,
+            client,
+            _tmp: tmp,
+        }
+    }
+
+    /// POSTs and checks the answer's signature against the centre key.
+    async fn post(&self, path: &str, body: Value, admin: bool) -> (u16, Value) {
+        let mut rb = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if admin {
+            rb = rb.basic_auth("admin", Some("admin"));
+        }
+        let r = rb.send().await.expect("send");
+        let status = r.status().as_u16();
+        let sig = r
+            .headers()
+            .get("licence-signature")
+            .expect("signed")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            rsa_verify(&self.public_key, &bytes, &sig),
+            "bad centre signature"
+        );
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .output()
+            .expect("run")
+    }
+}
+
+fn open(c: &CentreServer, licence_b64: &Value) -> keybridge::licence::LicenceTerms {
+    let mut trust = keybridge::licence::TrustStore::default();
+    trust.add(keybridge::crypto::PublicKey::from_pem(&c.public_key).expect("pem"));
+    let doc = keybridge::crypto::unb64(licence_b64.as_str().expect("licence")).expect("b64");
+    keybridge::licence::open(&doc, &trust).expect("a valid licence")
+}
+
+#[tokio::test]
+async fn vendor_administers_and_hosts_activate() {
+    let c = CentreServer::start().await;
+    let product =
+        json!({"key_id": "672B", "product_name": "Тестовая серия", "first_key_no": 7131766});
+    let (s, _) = c.post("/centre/v1/products", product.clone(), false).await;
+    assert_eq!(s, 401);
+    let (s, _) = c.post("/centre/v1/products", product.clone(), true).await;
+    assert_eq!(s, 201);
+    let (s, j) = c.post("/centre/v1/products", product, true).await;
+    assert_eq!((s, j["reason"].as_str()), (409, Some("product_exists")));
+    let (s, j) = c
+        .post(
+            "/centre/v1/codes",
+            json!({"key_id": "672B", "licence_count": 5, "period_days": 30}),
+            true,
+        )
+        .await;
+    assert_eq!(s, 201);
+    let code = j["code"].as_str().expect("code").to_owned();
+
+    let act = json!({"code": code, "itn": "1234567890", "iec": null, "binding": {"computer": "A".repeat(40)}});
+    let (s, j) = c.post("/centre/v1/activate", act.clone(), false).await;
+    assert_eq!(s, 200, "{j}");
+    let t = open(&c, &j["licence"]);
+    assert_eq!((t.key_no, t.licence_count, t.period), (7_131_766, 5, 30));
+    let (s, again) = c.post("/centre/v1/activate", act, false).await;
+    assert_eq!((s, &again), (200, &j), "idempotent");
+    let other = json!({"code": code, "binding": {"device": 90000002}});
+    let (s, j) = c.post("/centre/v1/activate", other, false).await;
+    assert_eq!((s, j["reason"].as_str()), (409, Some("already_activated")));
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": "1234-5678-9012-3456-7890", "binding": {"device": 1}}),
+            false,
+        )
+        .await;
+    assert_eq!(
+        (s, j["reason"].as_str()),
+        (400, Some("invalid")),
+        "bad check digit"
+    );
+    let unknown = keybridge::centre::ActivationCode::generate().to_string();
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": unknown, "binding": {"device": 1}}),
+            false,
+        )
+        .await;
+    assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_code")));
+
+    let (s, j) = c
+        .post(
+            "/centre/v1/licence",
+            json!({"key_id": "672B", "key_no": 7131766}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(open(&c, &j["licence"]).key_no, 7_131_766);
+    let (s, j) = c
+        .post(
+            "/centre/v1/restore",
+            json!({"key_id": "672B", "key_no": 7131766, "binding": {"computer": "B".repeat(40)}}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(open(&c, &j["licence"]).recovered);
+
+    // The vendor's listing, over HTTP and on the command line.
+    let r = c
+        .client
+        .get(format!("{}/centre/v1/codes", c.base))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("list");
+    let j: Value = r.json().await.expect("json");
+    assert_eq!(j["codes"][0]["state"], "activated");
+    assert_eq!(j["codes"][0]["restores"], 1);
+    let out = c.cli(&["centre", "code-list"]);
+    assert!(stdout(&out).contains("activated"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("restored 1 time(s)"));
+    let out = c.cli(&["centre", "code-issue", "--key-id", "672B", "--count", "2"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(keybridge::centre::ActivationCode::parse(stdout(&out).trim()).is_ok());
+    let out = c.cli(&["centre", "key-public"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), c.public_key);
+}
