@@ -58,6 +58,7 @@ fn main() {
         trust,
         session_lease: Duration::from_secs(600),
         memory_policy: LockPolicy::default(),
+        centre_url: None,
     })
     .expect("host");
     rt.block_on(demo::provision(&host, &centre)).expect("demo");

@@ -32,6 +32,14 @@ pub struct Config {
     pub leases: LeaseConfig,
     pub memory: MemoryConfig,
     pub licences: LicenceConfig,
+    pub centre: CentreConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CentreConfig {
+    /// The licensing centre activations and updates go to, e.g. `http://centre.example:9100`.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -201,18 +201,31 @@ async fn unknown_path_wrong_method_and_bad_json_use_the_error_format() {
 }
 
 #[tokio::test]
-async fn install_and_update_say_not_implemented_until_the_centre_exists() {
+async fn install_and_update_without_a_centre() {
     let s = Server::demo().await;
-    let body = json!({"ActivationCodeString": "4345-9320-2035-7421-5361", "ITN": 1234567890, "IEC": null, "BlankKeyNo": null});
-    s.post("/api/licences", body.clone())
-        .await
-        .assert_error(501, "ENotImplemented");
+    let code = keybridge::centre::ActivationCode::generate().to_string();
+    let body =
+        json!({"ActivationCodeString": code, "ITN": 1234567890, "IEC": null, "BlankKeyNo": null});
+    let r = s.post("/api/licences", body.clone()).await;
+    r.assert_error(503, "ECentreUnavailable");
+    assert!(r.json()["Message"]
+        .as_str()
+        .expect("m")
+        .contains("no licensing centre is configured"));
     s.call("PUT", "/api/licences", Some(body))
         .await
-        .assert_error(501, "ENotImplemented");
+        .assert_error(503, "ECentreUnavailable");
     s.post("/api/licences/update", json!({}))
         .await
-        .assert_error(501, "ENotImplemented");
+        .assert_error(503, "ECentreUnavailable");
+    // The spec's example code has a wrong check digit: refused before any network call.
+    let typo = json!({"ActivationCodeString": "4345-9320-2035-7421-5361", "ITN": 1234567890});
+    let r = s.post("/api/licences", typo).await;
+    r.assert_error(400, "EBadRequest");
+    assert!(r.json()["Message"].as_str().expect("m").contains("typo"));
+    s.post("/api/licences", json!({"ITN": 1234567890}))
+        .await
+        .assert_error(400, "EBadRequest");
     // Nothing changed.
     assert_eq!(
         s.get("/api/licences").await.json()["Licences"]

@@ -125,6 +125,13 @@ impl From<HostError> for ApiError {
             HostError::Invalid(_) => (S::BAD_REQUEST, "EBadRequest"),
             HostError::Store(_) => (S::INTERNAL_SERVER_ERROR, "EStorageError"),
             HostError::NotImplemented(_) => (S::NOT_IMPLEMENTED, "ENotImplemented"),
+            HostError::CentreNotConfigured | HostError::CentreUnreachable { .. } => {
+                (S::SERVICE_UNAVAILABLE, "ECentreUnavailable")
+            }
+            HostError::CentreRefused { status, .. } if *status == 400 => {
+                (S::BAD_REQUEST, "EActivationRefused")
+            }
+            HostError::CentreRefused { .. } => (S::FORBIDDEN, "EActivationRefused"),
             HostError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "EInternalError"),
         };
         if status.is_server_error() {

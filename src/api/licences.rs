@@ -1,21 +1,21 @@
 use super::error::ApiError;
-use super::params;
+use super::params::{self, Params};
 use super::reply::Reply;
 use super::wire::{LicenceJson, LicenceList};
 use super::AppState;
-use crate::host::HostError;
+use crate::host::ActivationInput;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use std::sync::Arc;
 
-pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
+fn list_reply(entries: &[crate::host::LicenceEntry]) -> Reply {
     let now = crate::time::now();
-    let licences = st
-        .host
-        .licences()
-        .iter()
-        .map(|e| LicenceJson::new(e, now))
-        .collect();
+    let licences = entries.iter().map(|e| LicenceJson::new(e, now)).collect();
     Reply::ok(&LicenceList { licences })
+}
+
+pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
+    list_reply(&st.host.licences())
 }
 
 pub async fn one(
@@ -27,18 +27,24 @@ pub async fn one(
     Ok(Reply::ok(&LicenceJson::new(&e, crate::time::now())))
 }
 
-/// Activation needs a licensing centre; until the centre exists this says so plainly.
-pub async fn install() -> ApiError {
-    HostError::NotImplemented(
-        "installing a licence by activation code needs a licensing centre, which this build does not have yet; \
-         install a signed licence file with `keybridge licence import FILE`",
-    )
-    .into()
+/// Installs a licence by activation code: a software key for this machine, or onto the blank
+/// USB key `BlankKeyNo`. 201 with the licence.
+pub async fn install(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
+    let input = ActivationInput {
+        code: p.required("ActivationCodeString", 64)?,
+        itn: p.itn("ITN")?,
+        iec: p.iec("IEC")?,
+        blank_key_no: p.number("BlankKeyNo")?,
+    };
+    let e = st.host.activate(input).await?;
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        &LicenceJson::new(&e, crate::time::now()),
+    ))
 }
 
-pub async fn update() -> ApiError {
-    HostError::NotImplemented(
-        "updating and restoring licences needs a licensing centre, which this build does not have yet",
-    )
-    .into()
+/// Updates every licence from the centre, restoring those whose binding changed. 200 with
+/// the licence list.
+pub async fn update(State(st): State<Arc<AppState>>) -> Result<Reply, ApiError> {
+    Ok(list_reply(&st.host.update_licences().await?))
 }

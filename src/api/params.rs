@@ -3,6 +3,7 @@
 //! default (passwords default to the empty string).
 
 use super::error::ApiError;
+use crate::licence::{Iec, Itn};
 use axum::extract::{FromRequest, Request};
 use serde_json::{Map, Value};
 
@@ -109,6 +110,35 @@ impl Params {
             Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
             Some(_) => Err(bad()),
         }
+    }
+}
+
+impl Params {
+    /// An ITN (ИНН), number or text. A client that sends it as a number loses leading zeros,
+    /// so a short one is padded back to 10 (or 11 digits to 12).
+    pub fn itn(&self, name: &str) -> Result<Option<Itn>, ApiError> {
+        self.text(name)?
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| {
+                let s = s.trim().to_owned();
+                let padded = match s.len() {
+                    0..=9 => format!("{s:0>10}"),
+                    11 => format!("{s:0>12}"),
+                    _ => s,
+                };
+                Itn::try_from(padded)
+            })
+            .transpose()
+            .map_err(ApiError::bad_request)
+    }
+
+    /// An IEC (КПП), number or text, padded to 9 digits.
+    pub fn iec(&self, name: &str) -> Result<Option<Iec>, ApiError> {
+        self.text(name)?
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| Iec::try_from(format!("{:0>9}", s.trim())))
+            .transpose()
+            .map_err(ApiError::bad_request)
     }
 }
 

@@ -6,7 +6,6 @@ use super::reply::Reply;
 use super::wire::{ConnectionJson, ConnectionList, LicenceJson, SessionJson, SessionList};
 use super::AppState;
 use crate::host::{Opened, SessionRequest};
-use crate::licence::{Iec, Itn};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use std::net::SocketAddr;
@@ -66,29 +65,8 @@ fn parse_request(
     peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<SessionRequest, ApiError> {
-    let itn = p
-        .text("ITN")?
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| {
-            // A client may send the ITN as a number, losing leading zeros: pad to 10 or 12.
-            let s = s.trim().to_owned();
-            let padded = if s.len() < 10 {
-                format!("{s:0>10}")
-            } else if s.len() == 11 {
-                format!("{s:0>12}")
-            } else {
-                s
-            };
-            Itn::try_from(padded)
-        })
-        .transpose()
-        .map_err(ApiError::bad_request)?;
-    let iec = p
-        .text("IEC")?
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| Iec::try_from(format!("{:0>9}", s.trim())))
-        .transpose()
-        .map_err(ApiError::bad_request)?;
+    let itn = p.itn("ITN")?;
+    let iec = p.iec("IEC")?;
     let session_started = p
         .text_max("SessionStarted", 64)?
         .filter(|s| !s.trim().is_empty())

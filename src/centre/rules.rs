@@ -253,6 +253,27 @@ impl Centre {
         Ok(code)
     }
 
+    /// Changes the validity a code grants (its licence's Period); a host sees it at its next
+    /// update.
+    pub async fn set_period(&self, code: &ActivationCode, days: u32) -> Result<(), CentreError> {
+        let mut tx = self.db.begin().await?;
+        let done = sqlx::query("UPDATE codes SET period_days = $1 WHERE code = $2")
+            .bind(i64::from(days))
+            .bind(code.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(CentreError::UnknownCode(code.to_string()));
+        }
+        sqlx::query("UPDATE activations SET updated = $1 WHERE code = $2")
+            .bind(time::format(&time::now()))
+            .bind(code.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Every code with its state, newest first.
     pub async fn list_codes(&self) -> Result<Vec<CodeState>, CentreError> {
         let rows = sqlx::query(

@@ -89,6 +89,15 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+    /// Change the validity (days from activation) a code grants; hosts get it on update.
+    CodeExtend {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        period_days: u32,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// List activation codes and their state.
     CodeList(CentreData),
     /// Print the centre's public key (PEM): hosts trust licences signed by it.
@@ -166,6 +175,11 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let spec = body.to_spec()?;
                 let code = data.open().await?.issue_code(&spec).await.map_err(|e| e.to_string())?;
                 println!("{code}");
+            }
+            CentreCommand::CodeExtend { code, period_days, data } => {
+                let code = centre::ActivationCode::parse(&code).map_err(|e| e.to_string())?;
+                data.open().await?.set_period(&code, period_days).await.map_err(|e| e.to_string())?;
+                println!("code {code} now grants {period_days} day(s)");
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {

@@ -114,6 +114,7 @@ async fn serve(
             trust,
             session_lease: config.leases.session(),
             memory_policy: config.memory.policy(),
+            centre_url: config.centre.url.clone(),
         })
         .map_err(|e| e.to_string())?,
     );

@@ -89,6 +89,11 @@ impl<T: Transport> KeyDevice for ProtocolDevice<T> {
             .map(drop)
     }
 
+    fn replace_licence(&mut self, licence: &[u8]) -> Result<(), DeviceError> {
+        self.transact(&Request::ReplaceLicence(licence.to_vec()))
+            .map(drop)
+    }
+
     fn read_memory(&mut self, password: &str) -> Result<String, DeviceError> {
         utf8(self.transact(&Request::ReadMemory {
             password: password.into(),

@@ -84,6 +84,8 @@ pub trait KeyDevice: Send {
     fn read_licence(&mut self) -> Result<Option<Vec<u8>>, DeviceError>;
     /// Installs a licence onto a blank. Fails with [`DeviceError::NotBlank`] otherwise.
     fn install_licence(&mut self, licence: &[u8]) -> Result<(), DeviceError>;
+    /// Replaces the installed licence (an updated or restored version of it).
+    fn replace_licence(&mut self, licence: &[u8]) -> Result<(), DeviceError>;
     fn read_memory(&mut self, password: &str) -> Result<String, DeviceError>;
     fn write_memory(&mut self, password: &str, value: &str) -> Result<(), DeviceError>;
     fn set_passwords(&mut self, change: &PasswordChange) -> Result<(), DeviceError>;

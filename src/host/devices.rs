@@ -141,24 +141,33 @@ impl Host {
                 self.reload_software_keys()?;
             }
             Binding::Device(serial) => {
-                let (device_id, slot) = {
+                let (device_id, slot, replace) = {
                     let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
                     let k = usb
                         .iter()
                         .find(|k| k.serial == serial && k.slot.is_some())
                         .ok_or(HostError::DeviceNotAttached(serial))?;
-                    if !k.blank {
+                    // A keyed device takes only a new version of the licence it holds.
+                    let same_key = k
+                        .terms
+                        .as_ref()
+                        .is_some_and(|t| t.key_id == terms.key_id && t.key_no == terms.key_no);
+                    if !k.blank && !same_key {
                         return Err(HostError::DeviceNotBlank(serial));
                     }
-                    (
-                        k.device_id.clone(),
-                        k.slot.clone().ok_or(HostError::DeviceNotAttached(serial))?,
-                    )
+                    let slot = k.slot.clone().ok_or(HostError::DeviceNotAttached(serial))?;
+                    (k.device_id.clone(), slot, !k.blank)
                 };
                 let dev_slot = slot.clone();
                 blocking(move || {
                     dev_slot
-                        .with(|d| d.install_licence(&doc))
+                        .with(|d| {
+                            if replace {
+                                d.replace_licence(&doc)
+                            } else {
+                                d.install_licence(&doc)
+                            }
+                        })
                         .map_err(|e| HostError::device(serial, e))
                 })
                 .await?;

@@ -36,6 +36,16 @@ pub enum HostError {
     Store(#[from] StoreError),
     #[error("{0}")]
     NotImplemented(&'static str),
+    #[error("no licensing centre is configured ([centre] url)")]
+    CentreNotConfigured,
+    #[error("the licensing centre at {url} cannot be reached: {message}")]
+    CentreUnreachable { url: String, message: String },
+    #[error("the licensing centre refused: {message}")]
+    CentreRefused {
+        status: u16,
+        reason: String,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }

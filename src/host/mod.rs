@@ -2,6 +2,8 @@
 //! sessions and connections with leases, and user memory. Knows licences and sessions,
 //! never HTTP.
 
+mod activation;
+mod centre_client;
 mod computer_id;
 pub mod demo;
 mod devices;
@@ -11,6 +13,7 @@ mod leases;
 mod memory;
 pub mod sysinfo;
 
+pub use activation::ActivationInput;
 pub use computer_id::computer_id;
 pub use error::HostError;
 pub use keys::{KeyKind, LicenceEntry};
@@ -33,6 +36,8 @@ pub struct HostOptions {
     pub trust: TrustStore,
     pub session_lease: Duration,
     pub memory_policy: LockPolicy,
+    /// Base URL of the licensing centre (`http://host:9100`), if any.
+    pub centre_url: Option<String>,
 }
 
 pub struct Host {
@@ -49,6 +54,7 @@ pub struct Host {
     leases: Mutex<leases::Leases>,
     /// Serialises read-modify-write of software-key memory files.
     software_memory: Mutex<()>,
+    centre: Option<centre_client::CentreClient>,
 }
 
 /// The simulator's image folder inside a data directory.
@@ -80,6 +86,11 @@ impl Host {
             registry: DeviceRegistry::default(),
             leases: Mutex::new(leases::Leases::default()),
             software_memory: Mutex::new(()),
+            centre: opts
+                .centre_url
+                .as_deref()
+                .map(centre_client::CentreClient::new)
+                .transpose()?,
         };
         host.reload_software_keys()?;
         Ok(host)

@@ -3,6 +3,8 @@
 //! implementation independent of the `ring` signer inside the server.
 #![allow(dead_code)]
 
+pub mod centre;
+
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::Verifier;
@@ -124,8 +126,13 @@ impl Default for Opts {
     }
 }
 
+/// The test config: the fixed ComputerID unless `extra` sets its own.
 pub fn base_config(extra: &str) -> String {
-    format!("computer_id = \"{COMPUTER_ID}\"\n{extra}\n")
+    if extra.contains("computer_id") {
+        format!("{extra}\n")
+    } else {
+        format!("computer_id = \"{COMPUTER_ID}\"\n{extra}\n")
+    }
 }
 
 impl Server {

@@ -12,6 +12,7 @@ pub mod opcode {
     pub const WRITE_MEMORY: u8 = 0x05;
     pub const SET_PASSWORDS: u8 = 0x06;
     pub const RESET_MEMORY: u8 = 0x07;
+    pub const REPLACE_LICENCE: u8 = 0x08;
 }
 
 /// Reply status codes.
@@ -57,6 +58,8 @@ pub enum Request {
     GetInfo,
     ReadLicence,
     InstallLicence(Vec<u8>),
+    /// Replaces the installed licence (an update from the centre); refused on a blank.
+    ReplaceLicence(Vec<u8>),
     ReadMemory {
         password: String,
     },
@@ -133,6 +136,10 @@ impl Request {
                 p.extend_from_slice(doc);
                 opcode::INSTALL_LICENCE
             }
+            Request::ReplaceLicence(doc) => {
+                p.extend_from_slice(doc);
+                opcode::REPLACE_LICENCE
+            }
             Request::ReadMemory { password } => {
                 put_str(&mut p, password);
                 opcode::READ_MEMORY
@@ -165,6 +172,7 @@ impl Request {
             opcode::GET_INFO => Some(Request::GetInfo),
             opcode::READ_LICENCE => Some(Request::ReadLicence),
             opcode::INSTALL_LICENCE => return Ok(Request::InstallLicence(f.payload.clone())),
+            opcode::REPLACE_LICENCE => return Ok(Request::ReplaceLicence(f.payload.clone())),
             opcode::READ_MEMORY => c.string().map(|password| Request::ReadMemory { password }),
             opcode::WRITE_MEMORY => (|| {
                 Some(Request::WriteMemory {
@@ -315,6 +323,7 @@ mod tests {
             Request::GetInfo,
             Request::ReadLicence,
             Request::InstallLicence(b"doc".to_vec()),
+            Request::ReplaceLicence(b"doc".to_vec()),
             Request::ReadMemory {
                 password: "пароль".into(),
             },

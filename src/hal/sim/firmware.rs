@@ -121,9 +121,15 @@ impl Firmware {
                 Some(doc) => Reply::ok(doc),
                 None => Reply::status(Status::NoLicence),
             },
-            Request::InstallLicence(doc) => {
-                if next.licence.is_some() {
+            Request::InstallLicence(doc) | Request::ReplaceLicence(doc) => {
+                let replace = matches!(
+                    f.code,
+                    crate::hal::protocol::command::opcode::REPLACE_LICENCE
+                );
+                if next.licence.is_some() && !replace {
                     Reply::status(Status::NotBlank)
+                } else if next.licence.is_none() && replace {
+                    Reply::status(Status::NoLicence)
                 } else if doc.is_empty() {
                     Reply::status(Status::BadPayload)
                 } else if doc.len() > LICENCE_CAPACITY {

@@ -1,0 +1,237 @@
+//! Host and centre on loopback: activation by code, update, restore, and every refusal —
+//! each leaving the host's licences as they were.
+
+mod common;
+use common::centre::CentreServer;
+use common::*;
+use serde_json::{json, Value};
+
+async fn setup() -> (CentreServer, Server) {
+    let c = CentreServer::start().await;
+    let product = json!({"key_id": "8A00", "product_name": "Бухгалтерия", "first_key_no": 5000000});
+    assert_eq!(c.post("/centre/v1/products", product, true).await.0, 201);
+    let config = format!(
+        "[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
+        c.base,
+        c.trust_file().display()
+    );
+    let s = Server::start(Opts { demo: true, config }).await;
+    (c, s)
+}
+
+fn activation(code: &str, blank: Option<u64>) -> Value {
+    json!({"ActivationCodeString": code, "ITN": 1234567890, "IEC": null, "BlankKeyNo": blank})
+}
+
+async fn licences(s: &Server) -> Value {
+    s.get("/api/licences").await.json()
+}
+
+#[tokio::test]
+async fn activate_software_and_usb_keys() {
+    let (c, s) = setup().await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 3})).await;
+    let r = s.post("/api/licences", activation(&code, None)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let l = r.json();
+    assert_eq!(
+        (
+            l["Type"].clone(),
+            l["KeyNo"].clone(),
+            l["LicenceCount"].clone()
+        ),
+        (json!("Virtual"), json!(5000000), json!(3))
+    );
+    assert_eq!(
+        (
+            l["Workable"].clone(),
+            l["ActivationCode"].clone(),
+            l["ITN"].clone()
+        ),
+        (json!(true), json!(code), json!(1234567890u64))
+    );
+    assert!(s.data.join("8A00.5000000.licence").exists());
+    // It serves sessions at once.
+    let sess = json!({"KeyID": "8A00", "ClientSessionID": "x", "AppName": "t"});
+    assert_eq!(s.post("/api/sessions", sess).await.status, 201);
+
+    // The same code again from this machine: the same licence.
+    let again = s.post("/api/licences", activation(&code, None)).await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.json()["KeyNo"], 5000000);
+
+    // From another binding (the blank USB key): refused with the centre's reason; the blank stays blank.
+    let before = licences(&s).await;
+    let r = s
+        .post("/api/licences", activation(&code, Some(BLANK_SERIAL)))
+        .await;
+    r.assert_error(403, "EActivationRefused");
+    assert!(r.json()["Message"]
+        .as_str()
+        .expect("m")
+        .contains("already activated"));
+    assert_eq!(licences(&s).await, before);
+
+    // A new code onto the blank: installed on the device through the HAL.
+    let usb_code = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    let r = s
+        .post("/api/licences", activation(&usb_code, Some(BLANK_SERIAL)))
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let l = r.json();
+    assert_eq!(
+        (
+            l["Type"].clone(),
+            l["BlankKeyNo"].clone(),
+            l["IsBlank"].clone(),
+            l["KeyNo"].clone()
+        ),
+        (
+            json!("USB"),
+            json!(BLANK_SERIAL),
+            json!(false),
+            json!(5000001)
+        )
+    );
+
+    // Devices that are missing or not blank.
+    let other = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    s.post("/api/licences", activation(&other, Some(12345)))
+        .await
+        .assert_error(404, "EKeyNotAttached");
+    s.post("/api/licences", activation(&other, Some(KEYED_SERIAL)))
+        .await
+        .assert_error(400, "EKeyNotBlank");
+    // Local validation of ITN and IEC.
+    let bad_itn = json!({"ActivationCodeString": other, "ITN": "12ab"});
+    s.post("/api/licences", bad_itn)
+        .await
+        .assert_error(400, "EBadRequest");
+    let bad_iec = json!({"ActivationCodeString": other, "ITN": 1234567890, "IEC": "1234567890"});
+    s.post("/api/licences", bad_iec)
+        .await
+        .assert_error(400, "EBadRequest");
+}
+
+#[tokio::test]
+async fn reserved_itn_and_centre_down() {
+    let (mut c, s) = setup().await;
+    let reserved = c
+        .code(json!({"key_id": "8A00", "licence_count": 1, "itn": "7700000000"}))
+        .await;
+    let before = licences(&s).await;
+    let r = s.post("/api/licences", activation(&reserved, None)).await;
+    r.assert_error(403, "EActivationRefused");
+    assert!(r.json()["Message"]
+        .as_str()
+        .expect("m")
+        .contains("reserved for another ITN"));
+    let ok = json!({"ActivationCodeString": reserved, "ITN": "7700000000"});
+    assert_eq!(s.post("/api/licences", ok).await.status, 201);
+
+    // The centre goes away: 503, saying so, and nothing is installed.
+    let fresh = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    c.kill();
+    let before_down = licences(&s).await;
+    let r = s.post("/api/licences", activation(&fresh, None)).await;
+    r.assert_error(503, "ECentreUnavailable");
+    assert!(r.json()["Message"]
+        .as_str()
+        .expect("m")
+        .contains("cannot be reached"));
+    s.post("/api/licences/update", json!({}))
+        .await
+        .assert_error(503, "ECentreUnavailable");
+    assert_eq!(licences(&s).await, before_down);
+    assert_ne!(before, before_down);
+}
+
+#[tokio::test]
+async fn update_brings_new_terms_and_restore_follows_a_new_computer_id() {
+    let (c, mut s) = setup().await;
+    let sw = c.code(json!({"key_id": "8A00", "licence_count": 2})).await;
+    let usb = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    assert_eq!(
+        s.post("/api/licences", activation(&sw, None)).await.status,
+        201
+    );
+    assert_eq!(
+        s.post("/api/licences", activation(&usb, Some(BLANK_SERIAL)))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        s.get("/api/licences/5000000").await.json()["ExpireDate"],
+        Value::Null
+    );
+
+    // The vendor changes both codes' validity; an update brings it to the host and to the USB key.
+    for code in [&sw, &usb] {
+        let out = c.cli(&[
+            "centre",
+            "code-extend",
+            "--code",
+            code,
+            "--period-days",
+            "30",
+        ]);
+        assert!(out.status.success(), "{}", stdout(&out));
+    }
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let list = r.json();
+    for key in [5000000u64, 5000001] {
+        let l = list["Licences"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|l| l["KeyNo"] == key)
+            .cloned()
+            .expect("updated key");
+        assert_eq!(
+            (
+                l["Period"].clone(),
+                l["DaysLeft"].clone(),
+                l["Workable"].clone()
+            ),
+            (json!(30), json!(30), json!(true)),
+            "{l}"
+        );
+        assert!(l["ExpireDate"].is_string());
+        assert!(l["UpdateDate"].is_string());
+    }
+    // Keys the centre does not know (the demo's) are left as they were.
+    assert_eq!(
+        s.get(&format!("/api/licences/{SOFTWARE_KEY}")).await.json()["Workable"],
+        true
+    );
+
+    // The machine's ComputerID changes: the software key no longer opens…
+    s.kill();
+    let config = format!(
+        "computer_id = \"{}\"\n[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
+        "B".repeat(40),
+        c.base,
+        c.trust_file().display()
+    );
+    let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
+    s.wait_ready().await;
+    let l = s.get("/api/licences/5000000").await.json();
+    assert_eq!(l["Workable"], false);
+    assert!(l["OpenError"].as_str().expect("e").contains("bound to"));
+    // …until an update restores it onto the new one.
+    assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    let l = s.get("/api/licences/5000000").await.json();
+    assert_eq!(
+        (l["Workable"].clone(), l["Recovered"].clone()),
+        (json!(true), json!(true)),
+        "{l}"
+    );
+    let out = c.cli(&["centre", "code-list"]);
+    assert!(
+        stdout(&out).contains("restored 1 time(s)"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -1,0 +1,119 @@
+//! A licensing centre process for tests.
+#![allow(dead_code)]
+
+use super::{rsa_verify, BIN};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub struct CentreServer {
+    pub child: Child,
+    pub base: String,
+    pub data: std::path::PathBuf,
+    pub public_key: String,
+    pub client: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for CentreServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl CentreServer {
+    pub async fn start() -> CentreServer {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let data = tmp.path().join("centre");
+        let mut child = Command::new(BIN)
+            .args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .env_remove("KEYBRIDGE_CENTRE_DATABASE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("line");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("address")
+            .to_owned();
+        let client = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        let public_key = client
+            .get(format!("{base}/centre/v1/publickey"))
+            .send()
+            .await
+            .expect("pk")
+            .text()
+            .await
+            .expect("pem");
+        CentreServer {
+            child,
+            base,
+            data,
+            public_key,
+            client,
+            _tmp: tmp,
+        }
+    }
+
+    /// POSTs and checks the answer's signature against the centre key.
+    pub async fn post(&self, path: &str, body: Value, admin: bool) -> (u16, Value) {
+        let mut rb = self.client.post(format!("{}{path}", self.base)).json(&body);
+        if admin {
+            rb = rb.basic_auth("admin", Some("admin"));
+        }
+        let r = rb.send().await.expect("send");
+        let status = r.status().as_u16();
+        let sig = r
+            .headers()
+            .get("licence-signature")
+            .expect("signed")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            rsa_verify(&self.public_key, &bytes, &sig),
+            "bad centre signature"
+        );
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data")
+            .arg(&self.data)
+            .output()
+            .expect("run")
+    }
+}
+
+impl CentreServer {
+    /// Adds a product and returns a new code for it (vendor credentials).
+    pub async fn code(&self, body: Value) -> String {
+        let (s, j) = self.post("/centre/v1/codes", body, true).await;
+        assert_eq!(s, 201, "{j}");
+        j["code"].as_str().expect("code").to_owned()
+    }
+
+    /// Writes the centre's public key to a file a host can trust.
+    pub fn trust_file(&self) -> std::path::PathBuf {
+        let p = self.data.join("centre-public.pem");
+        std::fs::write(&p, &self.public_key).expect("write");
+        p
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
