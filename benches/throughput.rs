@@ -4,9 +4,9 @@
 use keybridge::crypto::{generate_private_key_pem, Signer};
 use keybridge::hal::sim::SimBus;
 use keybridge::hal::KeyDevice;
-use keybridge::host::{demo, Host, HostOptions, SessionRequest};
+use keybridge::host::{Host, HostOptions, SessionRequest};
 use keybridge::keymem::LockPolicy;
-use keybridge::licence::TrustStore;
+use keybridge::licence::{Binding, LicenceTerms, TrustStore};
 use std::time::{Duration, Instant};
 
 fn rate(name: &str, n: u32, f: impl FnMut(u32)) {
@@ -47,11 +47,8 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let data = tempfile::tempdir().expect("tmp");
-    let centre = demo::prepare_centre(data.path()).expect("centre");
     let mut trust = TrustStore::default();
-    trust
-        .add_dir(&keybridge::host::trust_dir(data.path()))
-        .expect("trust");
+    trust.add(signer.public_key().clone());
     let host = Host::new(HostOptions {
         data_dir: data.path().into(),
         computer_id: "0".repeat(40),
@@ -61,9 +58,11 @@ fn main() {
         centre_url: None,
     })
     .expect("host");
-    rt.block_on(demo::provision(&host, &centre)).expect("demo");
+    let terms = LicenceTerms::new(7_131_766, "672B", 5, Binding::Computer("0".repeat(40)));
+    let doc = keybridge::licence::sign(&terms, &signer).expect("sign");
+    rt.block_on(host.install_licence(doc)).expect("install");
     let req = |id: String| SessionRequest {
-        key_id: demo::KEY_ID.into(),
+        key_id: "672B".into(),
         client_session_id: id,
         app_name: "bench".into(),
         user_name: None,
@@ -71,7 +70,7 @@ fn main() {
         computer_name: None,
         info_base_name: None,
         access_code: None,
-        key_no: Some(demo::SOFTWARE_KEY_NO),
+        key_no: Some(7_131_766),
         itn: None,
         iec: None,
         peer_ip: [127, 0, 0, 1].into(),

@@ -235,3 +235,38 @@ async fn update_brings_new_terms_and_restore_follows_a_new_computer_id() {
         stdout(&out)
     );
 }
+
+#[tokio::test]
+async fn demo_offers_codes_that_activate_at_its_own_centre() {
+    let s = Server::demo().await;
+    let out = std::process::Command::new(BIN)
+        .args(["centre", "code-list", "--data"])
+        .arg(s.data.join("demo"))
+        .output()
+        .expect("run");
+    let text = stdout(&out);
+    let fresh: Vec<&str> = text
+        .lines()
+        .filter(|l| l.ends_with("\tnew"))
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    assert!(fresh.len() >= 3, "{text}");
+    // The demo keys themselves were activated at the demo centre.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("\tactivated")).count(),
+        2,
+        "{text}"
+    );
+
+    let r = s
+        .post("/api/licences", activation(fresh[0], Some(BLANK_SERIAL)))
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["BlankKeyNo"], BLANK_SERIAL);
+    // Update goes to the demo centre and keeps every key workable.
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200);
+    for l in r.json()["Licences"].as_array().expect("list") {
+        assert_eq!(l["Workable"], true, "{l}");
+    }
+}

@@ -130,15 +130,13 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Serves a centre on `listener` until the process ends.
 pub async fn serve_centre(
-    centre: Centre,
-    admin: Auth,
+    state: Arc<CentreState>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
     let key = Arc::new(SigningKey {
-        signer: centre.signer().clone(),
+        signer: state.centre.signer().clone(),
         server_version: crate::api::signing::server_version_header(),
     });
-    let state = Arc::new(CentreState { centre, admin });
     axum::serve(listener, http::router(state, key)).await
 }
 
@@ -163,7 +161,8 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
-                serve_centre(centre, admin, listener).await.map_err(|e| e.to_string())?;
+                let state = Arc::new(CentreState { centre, admin });
+                serve_centre(state, listener).await.map_err(|e| e.to_string())?;
             }
             CentreCommand::ProductAdd { key_id, name, article, article_name, product_version, product_version_name, first_key_no, data } => {
                 let body = ProductBody { key_id, product_name: name, article, article_name, product_version, product_version_name, flags: 0, first_key_no };

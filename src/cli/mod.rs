@@ -1,6 +1,6 @@
 //! The `keybridge` command line.
 
-mod centre;
+pub(crate) mod centre;
 mod serve;
 mod tools;
 

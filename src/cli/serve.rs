@@ -2,6 +2,8 @@
 
 use super::{CliResult, DataArgs};
 use crate::api::{self, AppState, Auth};
+use crate::centre::http::CentreState;
+use crate::centre::{self, Centre};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::crypto::password::PasswordHash;
 use crate::host::{self, demo, Host, HostOptions};
@@ -91,8 +93,8 @@ async fn serve(
             .map_err(|e| e.to_string())?,
     );
     let computer_id = host::computer_id(config.computer_id.as_deref())?;
-    let centre = if demo_mode {
-        Some(demo::prepare_centre(data_dir).map_err(|e| e.to_string())?)
+    let demo_centre = if demo_mode {
+        Some(start_demo_centre(data_dir).await?)
     } else {
         None
     };
@@ -114,7 +116,12 @@ async fn serve(
             trust,
             session_lease: config.leases.session(),
             memory_policy: config.memory.policy(),
-            centre_url: config.centre.url.clone(),
+            // A configured centre wins over the demo one.
+            centre_url: config
+                .centre
+                .url
+                .clone()
+                .or_else(|| demo_centre.as_ref().map(|(_, url)| url.clone())),
         })
         .map_err(|e| e.to_string())?,
     );
@@ -123,8 +130,8 @@ async fn serve(
             tracing::error!("simulated key {serial}: {e}");
         }
     }
-    if let Some(centre) = centre {
-        let said = demo::provision(&host, &centre)
+    if let Some((centre, _)) = &demo_centre {
+        let said = demo::provision(&host, &centre.centre)
             .await
             .map_err(|e| format!("demo: {e}"))?;
         println!("demo data in {}:", data_dir.display());
@@ -168,6 +175,39 @@ async fn serve(
     let _ = std::fs::remove_file(&control_path);
     served.map_err(|e| format!("server error: {e}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the demo centre in-process on a loopback port; returns it and its URL.
+async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String), String> {
+    let signer = demo::prepare_centre(data_dir).map_err(|e| e.to_string())?;
+    let centre = Centre::open(&centre::sqlite_url(&demo::centre_db(data_dir)), signer)
+        .await
+        .map_err(|e| format!("demo centre: {e}"))?;
+    // Vendor operations in the demo go straight to the database; the HTTP admin side gets a
+    // random password nobody knows.
+    let admin_password = crate::crypto::b64(&rand::random::<[u8; 24]>());
+    let admin = Auth::new(
+        "admin".into(),
+        PasswordHash::new(&admin_password),
+        10,
+        Duration::from_secs(60),
+    );
+    let state = Arc::new(CentreState { centre, admin });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("demo centre: {e}"))?;
+    let url = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let serving = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = super::centre::serve_centre(serving, listener).await {
+            tracing::error!("demo centre stopped: {e}");
+        }
+    });
+    tracing::info!("demo licensing centre at {url}");
+    Ok((state, url))
 }
 
 async fn shutdown_signal() {

@@ -1,18 +1,24 @@
-//! `serve --demo`: a demo centre key that the host trusts, a software key with five licences,
-//! a simulated USB key with a licence installed, and a blank simulated USB key. Made once; a
-//! later start on the same data directory keeps what is there.
+//! `serve --demo`: a demo licensing centre runs in-process (SQLite in the data directory) with
+//! a key the host trusts. On first start the host activates, through that centre and its
+//! ordinary activation path, a software key with five licences and a key on a simulated USB
+//! key; a second simulated USB key stays blank. Every start prints a few unused activation
+//! codes, so a new user can activate within a minute. A later start keeps what is there.
 
 use super::{Host, HostError};
+use crate::centre::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
 use crate::crypto::Signer;
-use crate::licence::{self, Binding, Itn, LicenceTerms};
+use crate::licence::{Binding, Flags, Itn};
 use crate::store::{atomic, keyfile};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const KEY_ID: &str = "672B";
 pub const SOFTWARE_KEY_NO: u64 = 7_131_766;
 pub const USB_KEY_NO: u64 = 7_131_767;
 pub const KEYED_SERIAL: u64 = 90_000_001;
 pub const BLANK_SERIAL: u64 = 90_000_002;
+pub const ITN: &str = "1234567890";
+/// Unused codes kept on offer.
+const FRESH_CODES: usize = 3;
 
 /// Makes (once) the demo centre's key and puts its public key in the host's trust folder.
 /// Runs before the host is built, so the host trusts it from the start.
@@ -27,56 +33,97 @@ pub fn prepare_centre(data_dir: &Path) -> Result<Signer, HostError> {
     Ok(signer)
 }
 
-fn terms(key_no: u64, reg_no: u64, count: u32, binding: Binding) -> LicenceTerms {
-    LicenceTerms {
-        reg_no,
-        activation_code: "4345-9320-2035-7421-5361".into(),
-        itn: Itn::try_from("1234567890".to_string()).ok(),
-        product_name: "Тестовая серия".into(),
-        article: "1111111111111".into(),
-        article_name: "Тестовая номенклатура для проверки работоспособности системы".into(),
-        ..LicenceTerms::new(key_no, KEY_ID, count, binding)
-    }
+/// The demo centre's database.
+pub fn centre_db(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo").join("centre.db")
 }
 
-/// Provisions the demo keys on a data directory that has none yet; returns what it did, for
-/// printing.
-pub async fn provision(host: &Host, centre: &Signer) -> Result<Vec<String>, HostError> {
+fn centre_error(e: CentreError) -> HostError {
+    HostError::Internal(format!("demo centre: {e}"))
+}
+
+/// Provisions the demo keys on a data directory that has none yet, and tops up the unused
+/// codes; returns what it did, for printing.
+pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, HostError> {
     let marker = host.data_dir().join("demo").join("provisioned");
+    let mut said = Vec::new();
+    let itn = Itn::try_from(ITN.to_string()).ok();
     if marker.exists() {
-        return Ok(vec![format!(
+        said.push(format!(
             "demo data already in {}: kept as it is",
             host.data_dir().display()
-        )]);
-    }
-    let sign = |t: &LicenceTerms| licence::sign(t, centre).map_err(HostError::from);
-    let mut said = Vec::new();
-
-    let sw = terms(
-        SOFTWARE_KEY_NO,
-        202,
-        5,
-        Binding::Computer(host.computer_id().into()),
-    );
-    host.install_licence(sign(&sw)?).await?;
-    said.push(format!(
-        "software key {KEY_ID}.{SOFTWARE_KEY_NO}: 5 licences, bound to ComputerID {}",
-        host.computer_id()
-    ));
-
-    for serial in [KEYED_SERIAL, BLANK_SERIAL] {
-        if !host.sim().plugged().contains(&serial) {
-            host.sim_plug(serial).await?;
+        ));
+    } else {
+        let product = Product {
+            key_id: KEY_ID.into(),
+            product_name: "Тестовая серия".into(),
+            article: "1111111111111".into(),
+            article_name: "Тестовая номенклатура для проверки работоспособности системы".into(),
+            product_version: 0,
+            product_version_name: None,
+            flags: Flags(0),
+            first_key_no: Some(SOFTWARE_KEY_NO),
+        };
+        match centre.add_product(&product).await {
+            Ok(()) | Err(CentreError::ProductExists(_)) => {}
+            Err(e) => return Err(centre_error(e)),
         }
+        for serial in [KEYED_SERIAL, BLANK_SERIAL] {
+            if !host.sim().plugged().contains(&serial) {
+                host.sim_plug(serial).await?;
+            }
+        }
+        for (count, blank) in [(5, None), (1, Some(KEYED_SERIAL))] {
+            let code = centre
+                .issue_code(&CodeSpec::new(KEY_ID, count))
+                .await
+                .map_err(centre_error)?;
+            // Activated at the demo centre itself (a configured [centre] url may be another
+            // centre), installed through the host's verified install path.
+            let binding = match blank {
+                Some(serial) => Binding::Device(serial),
+                None => Binding::Computer(host.computer_id().into()),
+            };
+            let request = ActivationRequest {
+                code,
+                itn: itn.clone(),
+                iec: None,
+                binding,
+            };
+            let (_, doc) = centre.activate(&request).await.map_err(centre_error)?;
+            let e = host.install_licence(doc).await?;
+            said.push(match blank {
+                None => format!(
+                    "software key {KEY_ID}.{}: {count} licences, bound to ComputerID {}",
+                    e.key_no,
+                    host.computer_id()
+                ),
+                Some(s) => format!(
+                    "simulated USB key {s}: licence {KEY_ID}.{} installed ({count} licence)",
+                    e.key_no
+                ),
+            });
+        }
+        said.push(format!("simulated USB key {BLANK_SERIAL}: blank"));
+        said.push("user memory passwords are empty on every key".into());
+        atomic::write(&marker, b"demo provisioned\n", 0o644)?;
     }
-    let usb = terms(USB_KEY_NO, 203, 1, Binding::Device(KEYED_SERIAL));
-    host.install_licence(sign(&usb)?).await?;
+    let codes = centre.list_codes().await.map_err(centre_error)?;
+    let mut fresh: Vec<String> = codes
+        .into_iter()
+        .filter(|c| c.activation.is_none())
+        .map(|c| c.code)
+        .collect();
+    while fresh.len() < FRESH_CODES {
+        let code = centre
+            .issue_code(&CodeSpec::new(KEY_ID, 2))
+            .await
+            .map_err(centre_error)?;
+        fresh.push(code.to_string());
+    }
     said.push(format!(
-        "simulated USB key {KEYED_SERIAL}: licence {KEY_ID}.{USB_KEY_NO} installed (1 licence)"
+        "unused demo activation codes (2 licences each; POST /api/licences with ITN {ITN}, or add \"BlankKeyNo\": {BLANK_SERIAL} for the blank):"
     ));
-    said.push(format!("simulated USB key {BLANK_SERIAL}: blank"));
-    said.push("user memory passwords are empty on every key".into());
-
-    atomic::write(&marker, b"demo provisioned\n", 0o644)?;
+    said.extend(fresh.into_iter().map(|c| format!("  {c}")));
     Ok(said)
 }
