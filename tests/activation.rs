@@ -270,3 +270,103 @@ async fn demo_offers_codes_that_activate_at_its_own_centre() {
         assert_eq!(l["Workable"], true, "{l}");
     }
 }
+
+#[tokio::test]
+async fn offline_request_fulfil_import() {
+    let (c, s) = setup().await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 4})).await;
+    let req = s.dir.join("request.json");
+    let lic = s.dir.join("granted.licence");
+    let r = req.to_str().expect("p");
+    let l = lic.to_str().expect("p");
+
+    // A typo is caught while writing the request.
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        "1234-5678-9012-3456-7890",
+        "--out",
+        r,
+    ]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("typo"), "{}", stdout(&out));
+
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        &code,
+        "--itn",
+        "1234567890",
+        "--out",
+        r,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = c.cli(&["centre", "fulfil", r, "--out", l]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = s.cli(&["licence", "import", l]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let e = s.get("/api/licences/5000000").await.json();
+    assert_eq!(
+        (
+            e["Workable"].clone(),
+            e["LicenceCount"].clone(),
+            e["Type"].clone()
+        ),
+        (json!(true), json!(4), json!("Virtual"))
+    );
+
+    // The same rules as online: this code is taken, so a request for the blank is refused.
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        &code,
+        "--blank-key-no",
+        &BLANK_SERIAL.to_string(),
+        "--out",
+        r,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = c.cli(&["centre", "fulfil", r, "--out", l]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("already activated"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A fresh code for the blank: the host checks the key when writing the request.
+    let usb = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        &usb,
+        "--blank-key-no",
+        "4242",
+        "--out",
+        r,
+    ]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("not attached"), "{}", stdout(&out));
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        &usb,
+        "--blank-key-no",
+        &BLANK_SERIAL.to_string(),
+        "--out",
+        r,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(c.cli(&["centre", "fulfil", r, "--out", l]).status.success());
+    let out = s.cli(&["licence", "import", l]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        s.get("/api/licences/5000001").await.json()["BlankKeyNo"],
+        BLANK_SERIAL
+    );
+}

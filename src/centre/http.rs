@@ -95,6 +95,17 @@ pub struct ActivateBody {
     pub binding: WireBinding,
 }
 
+/// The `format` of an offline activation request file.
+pub const REQUEST_FORMAT: &str = "keybridge-activation-request/1";
+
+/// An offline activation request: what a host would send online, in a file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OfflineRequest {
+    pub format: String,
+    #[serde(flatten)]
+    pub activation: ActivateBody,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LicenceRef {
     pub key_id: String,

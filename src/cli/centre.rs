@@ -98,6 +98,17 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+    /// Turn an offline activation request (`keybridge licence request`) into a licence file,
+    /// under the same rules as an online activation.
+    Fulfil {
+        /// The request file.
+        request: PathBuf,
+        /// Where to write the licence file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// List activation codes and their state.
     CodeList(CentreData),
     /// Print the centre's public key (PEM): hosts trust licences signed by it.
@@ -179,6 +190,18 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let code = centre::ActivationCode::parse(&code).map_err(|e| e.to_string())?;
                 data.open().await?.set_period(&code, period_days).await.map_err(|e| e.to_string())?;
                 println!("code {code} now grants {period_days} day(s)");
+            }
+            CentreCommand::Fulfil { request, out, data } => {
+                let text = std::fs::read(&request).map_err(|e| format!("{}: {e}", request.display()))?;
+                let r: http::OfflineRequest = serde_json::from_slice(&text)
+                    .map_err(|e| format!("{}: not an activation request: {e}", request.display()))?;
+                if r.format != http::REQUEST_FORMAT {
+                    return Err(format!("{}: format {:?}, expected {:?}", request.display(), r.format, http::REQUEST_FORMAT));
+                }
+                let req = r.activation.to_request()?;
+                let (terms, doc) = data.open().await?.activate(&req).await.map_err(|e| e.to_string())?;
+                crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
+                println!("licence {}.{} for {} written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {

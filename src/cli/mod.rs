@@ -83,6 +83,27 @@ pub enum LicenceCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Write an offline activation request (for an air-gapped host): take it to the vendor,
+    /// who turns it into a licence file with `keybridge centre fulfil`; then `licence import`.
+    Request {
+        /// The activation code.
+        #[arg(long)]
+        code: String,
+        /// ИНН, 10 or 12 digits.
+        #[arg(long)]
+        itn: Option<String>,
+        /// КПП, 9 digits.
+        #[arg(long)]
+        iec: Option<String>,
+        /// Request the licence for this blank USB key (the host must be running with it attached).
+        #[arg(long)]
+        blank_key_no: Option<u64>,
+        /// Where to write the request.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +145,17 @@ pub fn run() -> ExitCode {
         Command::Licence {
             command: LicenceCommand::Import { file, data },
         } => tools::licence_import(&file, &data),
+        Command::Licence {
+            command:
+                LicenceCommand::Request {
+                    code,
+                    itn,
+                    iec,
+                    blank_key_no,
+                    out,
+                    data,
+                },
+        } => tools::licence_request(&code, itn, iec, blank_key_no, &out, &data),
         Command::Sim { command } => tools::sim(command),
         Command::Centre { command } => centre::run(command),
         Command::Auth {

@@ -166,6 +166,44 @@ pub fn licence_import(file: &Path, d: &DataArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn licence_request(
+    code: &str,
+    itn: Option<String>,
+    iec: Option<String>,
+    blank_key_no: Option<u64>,
+    out: &Path,
+    d: &DataArgs,
+) -> CliResult {
+    use crate::centre::http::{ActivateBody, OfflineRequest, WireBinding, REQUEST_FORMAT};
+    // The same local checks as the online path: a typo never reaches the vendor.
+    let code = crate::centre::ActivationCode::parse(code).map_err(|e| e.to_string())?;
+    let itn = itn.map(crate::licence::Itn::try_from).transpose()?;
+    let iec = iec.map(crate::licence::Iec::try_from).transpose()?;
+    let binding = match blank_key_no {
+        Some(serial) => {
+            answer(d, Command::CheckBlank { serial })?;
+            WireBinding::Device(serial)
+        }
+        None => {
+            let config = d.config()?;
+            WireBinding::Computer(crate::host::computer_id(config.computer_id.as_deref())?)
+        }
+    };
+    let request = OfflineRequest {
+        format: REQUEST_FORMAT.into(),
+        activation: ActivateBody {
+            code: code.to_string(),
+            itn: itn.map(String::from),
+            iec: iec.map(String::from),
+            binding,
+        },
+    };
+    let bytes = serde_json::to_vec_pretty(&request).map_err(|e| e.to_string())?;
+    crate::store::atomic::write(out, &bytes, 0o644).map_err(|e| e.to_string())?;
+    println!("activation request written to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn answer(d: &DataArgs, cmd: Command) -> Result<control::Answer, String> {
     let config = d.config()?;
     let dir = d.data_dir(&config, false);

@@ -30,6 +30,10 @@ pub enum Command {
         serial: u64,
     },
     SimList,
+    /// Is USB key `serial` attached and blank? (for an offline activation request)
+    CheckBlank {
+        serial: u64,
+    },
     /// A signed licence file, base64.
     InstallLicence {
         licence: String,
@@ -102,6 +106,13 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
                 Value::Array(rows),
             )
         }
+        Command::CheckBlank { serial } => match host.blank_binding(serial) {
+            Ok(_) => Answer::ok(
+                format!("USB key {serial} is attached and blank"),
+                Value::Null,
+            ),
+            Err(e) => Answer::err(e.to_string()),
+        },
         Command::InstallLicence { licence } => {
             let Some(bytes) = crate::crypto::unb64(&licence) else {
                 return Answer::err("the licence is not base64");

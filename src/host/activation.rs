@@ -31,17 +31,7 @@ impl Host {
             ActivationCode::parse(&input.code).map_err(|e| HostError::Invalid(e.to_string()))?;
         let binding = match input.blank_key_no {
             None => Binding::Computer(self.computer_id.clone()),
-            Some(serial) => {
-                let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
-                let k = usb
-                    .iter()
-                    .find(|k| k.serial == serial && k.slot.is_some())
-                    .ok_or(HostError::DeviceNotAttached(serial))?;
-                if !k.blank {
-                    return Err(HostError::DeviceNotBlank(serial));
-                }
-                Binding::Device(serial)
-            }
+            Some(serial) => self.blank_binding(serial)?,
         };
         let body = ActivateBody {
             code: code.to_string(),
@@ -52,6 +42,19 @@ impl Host {
         let doc = self.centre()?.activate(&body).await?;
         let terms = self.install_licence(doc).await?;
         self.licence(terms.key_no)
+    }
+
+    /// The binding for a licence onto blank USB key `serial`, which must be attached and blank.
+    pub fn blank_binding(&self, serial: u64) -> Result<Binding, HostError> {
+        let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+        let k = usb
+            .iter()
+            .find(|k| k.serial == serial && k.slot.is_some())
+            .ok_or(HostError::DeviceNotAttached(serial))?;
+        if !k.blank {
+            return Err(HostError::DeviceNotBlank(serial));
+        }
+        Ok(Binding::Device(serial))
     }
 
     /// Asks the centre for the current version of every licence, restoring onto this machine
