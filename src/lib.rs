@@ -14,6 +14,7 @@
 //! * [`control`] — the local Unix socket through which CLI commands reach a running host.
 
 pub mod api;
+pub mod attest;
 pub mod centre;
 pub mod cli;
 pub mod config;

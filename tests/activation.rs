@@ -16,6 +16,10 @@ async fn setup() -> (CentreServer, Server) {
         c.trust_file().display()
     );
     let s = Server::start(Opts { demo: true, config }).await;
+    // The centre trusts the simulated keys' factory as a manufacturer.
+    let factory = s.data.join("sim/factory-public/sim-factory.pem");
+    std::fs::create_dir_all(c.data.join("manufacturers")).expect("dir");
+    std::fs::copy(&factory, c.data.join("manufacturers/sim-factory.pem")).expect("copy");
     (c, s)
 }
 

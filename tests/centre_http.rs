@@ -41,7 +41,7 @@ async fn vendor_administers_and_hosts_activate() {
     assert_eq!((t.key_no, t.licence_count, t.period), (7_131_766, 5, 30));
     let (s, again) = c.post("/centre/v1/activate", act, false).await;
     assert_eq!((s, &again), (200, &j), "idempotent");
-    let other = json!({"code": code, "binding": {"device": 90000002}});
+    let other = json!({"code": code, "binding": {"computer": "B".repeat(40)}});
     let (s, j) = c.post("/centre/v1/activate", other, false).await;
     assert_eq!((s, j["reason"].as_str()), (409, Some("already_activated")));
     let (s, j) = c
@@ -60,7 +60,7 @@ async fn vendor_administers_and_hosts_activate() {
     let (s, j) = c
         .post(
             "/centre/v1/activate",
-            json!({"code": unknown, "binding": {"device": 1}}),
+            json!({"code": unknown, "binding": {"computer": "C".repeat(40)}}),
             false,
         )
         .await;

@@ -34,6 +34,7 @@ fn req(code: &ActivationCode, binding: Binding) -> ActivationRequest {
         itn: None,
         iec: None,
         binding,
+        device_proof: None,
     }
 }
 
@@ -84,7 +85,7 @@ async fn scenario(url: &str) {
         .await
         .expect("code");
     let (t2, _) = centre
-        .activate(&req(&code2, Binding::Device(90_000_002)))
+        .activate(&req(&code2, computer('Z')))
         .await
         .expect("activate");
     assert_eq!((t2.key_no, t2.reg_no), (1_000_002, 2));
@@ -171,7 +172,7 @@ async fn scenario(url: &str) {
         let (centre, code5) = (centre.clone(), code5.clone());
         tasks.push(tokio::spawn(async move {
             centre
-                .activate(&req(&code5, Binding::Device(500 + i % 3)))
+                .activate(&req(&code5, Binding::Computer(format!("{:040}", i % 3))))
                 .await
         }));
     }
@@ -224,4 +225,75 @@ async fn rules_on_postgres() {
         .expect("create");
     let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
     scenario(&format!("{base}/{name}")).await;
+}
+
+/// A USB key binding needs the key's proof: genuine (certified by a trusted manufacturer),
+/// blank, for this code and this serial. Driven through real simulated keys and the protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_bindings_need_a_genuine_blank() {
+    use keybridge::hal::sim::SimBus;
+    use keybridge::hal::KeyDevice;
+    let d = tempfile::tempdir().expect("tmp");
+    let sim = SimBus::new(
+        &d.path().join("sim"),
+        keybridge::keymem::LockPolicy::default(),
+    );
+    let mut blank = sim.plug(900).expect("plug");
+    let mut keyed = sim.plug(901).expect("plug");
+    keyed.install_licence(b"something").expect("install");
+    let manufacturers = SimBus::factory_public_dir(&d.path().join("sim"));
+    let centre = Centre::open(
+        &keybridge::centre::sqlite_url(&d.path().join("c.db")),
+        signer(),
+    )
+    .await
+    .expect("open")
+    .with_manufacturers(manufacturers.clone());
+    centre.add_product(&product()).await.expect("product");
+    let code = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    let nonce = |serial| keybridge::attest::nonce_for(&code.to_string(), serial);
+    let with_proof = |serial, proof| ActivationRequest {
+        device_proof: proof,
+        ..req(&code, Binding::Device(serial))
+    };
+    let refused = |r: Result<_, CentreError>| match r {
+        Err(CentreError::Device(m)) => m,
+        Err(e) => panic!("unexpected: {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+
+    // No proof; a proof for another code (nonce); another key's proof; a keyed key's proof.
+    refused(centre.activate(&with_proof(900, None)).await);
+    let stale = blank
+        .attest(&keybridge::attest::nonce_for("other", 900))
+        .expect("attest");
+    assert!(
+        refused(centre.activate(&with_proof(900, Some(stale))).await).contains("does not verify")
+    );
+    let other = keyed.attest(&nonce(901)).expect("attest");
+    assert!(
+        refused(centre.activate(&with_proof(900, Some(other.clone()))).await).contains("not 900")
+    );
+    assert!(refused(centre.activate(&with_proof(901, Some(other))).await).contains("not blank"));
+    // A key from an untrusted factory.
+    let d2 = tempfile::tempdir().expect("tmp");
+    let fake_bus = SimBus::new(d2.path(), keybridge::keymem::LockPolicy::default());
+    let mut fake = fake_bus.plug(900).expect("plug");
+    let forged = fake.attest(&nonce(900)).expect("attest");
+    assert!(
+        refused(centre.activate(&with_proof(900, Some(forged))).await)
+            .contains("trusted manufacturer")
+    );
+
+    // The genuine blank: accepted.
+    let proof = blank.attest(&nonce(900)).expect("attest");
+    let (t, _) = centre
+        .activate(&with_proof(900, Some(proof)))
+        .await
+        .expect("activate");
+    assert_eq!(t.binding, Binding::Device(900));
+    assert!(manufacturers.join("sim-factory.pem").exists());
 }

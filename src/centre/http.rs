@@ -45,6 +45,7 @@ impl From<CentreError> for CentreReply {
             CentreError::AlreadyActivated { .. } => (S::CONFLICT, "already_activated"),
             CentreError::ItnMismatch(_) => (S::FORBIDDEN, "itn_mismatch"),
             CentreError::RestoreLimit { .. } => (S::FORBIDDEN, "restore_limit"),
+            CentreError::Device(_) => (S::FORBIDDEN, "device_not_genuine"),
             CentreError::Db(_) | CentreError::Migrate(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         if status.is_server_error() {
@@ -93,6 +94,47 @@ pub struct ActivateBody {
     pub itn: Option<String>,
     pub iec: Option<String>,
     pub binding: WireBinding,
+    /// Required with a `device` binding.
+    #[serde(default)]
+    pub device_proof: Option<WireProof>,
+}
+
+/// A USB key's attestation on the wire; byte fields base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireProof {
+    pub serial: u64,
+    pub blank: bool,
+    pub device_key: String,
+    pub certificate: String,
+    pub signature: String,
+}
+
+impl From<&crate::hal::Attestation> for WireProof {
+    fn from(a: &crate::hal::Attestation) -> WireProof {
+        use crate::crypto::b64;
+        WireProof {
+            serial: a.serial,
+            blank: a.blank,
+            device_key: b64(&a.device_key),
+            certificate: b64(&a.certificate),
+            signature: b64(&a.signature),
+        }
+    }
+}
+
+impl WireProof {
+    pub fn to_attestation(&self) -> Result<crate::hal::Attestation, String> {
+        let d = |s: &str, what: &str| {
+            crate::crypto::unb64(s).ok_or(format!("device_proof.{what} is not base64"))
+        };
+        Ok(crate::hal::Attestation {
+            serial: self.serial,
+            blank: self.blank,
+            device_key: d(&self.device_key, "device_key")?,
+            certificate: d(&self.certificate, "certificate")?,
+            signature: d(&self.signature, "signature")?,
+        })
+    }
 }
 
 /// The `format` of an offline activation request file.
@@ -138,6 +180,11 @@ impl ActivateBody {
             itn: self.itn.clone().map(Itn::try_from).transpose()?,
             iec: self.iec.clone().map(Iec::try_from).transpose()?,
             binding: self.binding.clone().into(),
+            device_proof: self
+                .device_proof
+                .as_ref()
+                .map(WireProof::to_attestation)
+                .transpose()?,
         })
     }
 }

@@ -43,6 +43,8 @@ pub enum CentreError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("USB key refused: {0}")]
+    Device(String),
     #[error("{0}")]
     Licence(#[from] LicenceError),
     #[error("database: {0}")]
@@ -55,6 +57,9 @@ pub enum CentreError {
 pub struct Centre {
     db: sqlx::AnyPool,
     signer: Arc<Signer>,
+    /// Public keys (`*.pem`) of the USB key manufacturers whose devices this centre binds
+    /// licences to; read at each activation so a vendor can add one without a restart.
+    manufacturers_dir: Option<std::path::PathBuf>,
 }
 
 impl Centre {
@@ -65,7 +70,24 @@ impl Centre {
         Ok(Centre {
             db,
             signer: Arc::new(signer),
+            manufacturers_dir: None,
         })
+    }
+
+    /// Trusts the USB key manufacturers whose public keys are in `dir`.
+    pub fn with_manufacturers(mut self, dir: std::path::PathBuf) -> Centre {
+        self.manufacturers_dir = Some(dir);
+        self
+    }
+
+    fn manufacturers(&self) -> Vec<crate::crypto::PublicKey> {
+        let mut trust = crate::licence::TrustStore::default();
+        if let Some(d) = &self.manufacturers_dir {
+            if let Err(e) = trust.add_dir(d) {
+                tracing::warn!("manufacturer keys: {e}");
+            }
+        }
+        trust.keys()
     }
 
     pub fn signer(&self) -> &Arc<Signer> {

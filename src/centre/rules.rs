@@ -85,6 +85,8 @@ pub struct ActivationRequest {
     pub itn: Option<Itn>,
     pub iec: Option<Iec>,
     pub binding: Binding,
+    /// Required for a USB key binding: the key's proof that it is genuine and blank.
+    pub device_proof: Option<crate::hal::Attestation>,
 }
 
 fn binding_key(b: &Binding) -> String {
@@ -331,6 +333,14 @@ impl Centre {
         req: &ActivationRequest,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
         let code = req.code.to_string();
+        if let Binding::Device(serial) = req.binding {
+            let proof = req.device_proof.as_ref().ok_or_else(|| {
+                CentreError::Device("no proof from the USB key that it is genuine and blank".into())
+            })?;
+            let nonce = crate::attest::nonce_for(&code, serial);
+            crate::attest::verify(proof, serial, &nonce, &self.manufacturers())
+                .map_err(|e| CentreError::Device(e.to_string()))?;
+        }
         let mut tx = self.db.begin().await?;
         let row = sqlx::query("SELECT key_id, itn, iec FROM codes WHERE code = $1")
             .bind(code.clone())

@@ -122,13 +122,19 @@ impl CentreData {
             .unwrap_or_else(|| centre::sqlite_url(&self.data.join("centre.db")))
     }
 
+    /// The folder of trusted USB key manufacturers' public keys (`*.pem`).
+    fn manufacturers(&self) -> PathBuf {
+        self.data.join("manufacturers")
+    }
+
     async fn open(&self) -> Result<Centre, String> {
-        crate::store::atomic::ensure_dir(&self.data).map_err(|e| e.to_string())?;
+        crate::store::atomic::ensure_dir(&self.manufacturers()).map_err(|e| e.to_string())?;
         let signer = keyfile::load_or_create(&self.data.join("centre-key.pem"))
             .map_err(|e| e.to_string())?;
-        Centre::open(&self.url(), signer)
+        let centre = Centre::open(&self.url(), signer)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok(centre.with_manufacturers(self.manufacturers()))
     }
 }
 

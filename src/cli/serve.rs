@@ -180,9 +180,13 @@ async fn serve(
 /// Runs the demo centre in-process on a loopback port; returns it and its URL.
 async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String), String> {
     let signer = demo::prepare_centre(data_dir).map_err(|e| e.to_string())?;
+    // The demo centre trusts the simulator's factory as a manufacturer of USB keys.
     let centre = Centre::open(&centre::sqlite_url(&demo::centre_db(data_dir)), signer)
         .await
-        .map_err(|e| format!("demo centre: {e}"))?;
+        .map_err(|e| format!("demo centre: {e}"))?
+        .with_manufacturers(crate::hal::sim::SimBus::factory_public_dir(&host::sim_dir(
+            data_dir,
+        )));
     // Vendor operations in the demo go straight to the database; the HTTP admin side gets a
     // random password nobody knows.
     let admin_password = crate::crypto::b64(&rand::random::<[u8; 24]>());

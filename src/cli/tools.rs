@@ -179,14 +179,20 @@ pub fn licence_request(
     let code = crate::centre::ActivationCode::parse(code).map_err(|e| e.to_string())?;
     let itn = itn.map(crate::licence::Itn::try_from).transpose()?;
     let iec = iec.map(crate::licence::Iec::try_from).transpose()?;
-    let binding = match blank_key_no {
+    let (binding, device_proof) = match blank_key_no {
         Some(serial) => {
-            answer(d, Command::CheckBlank { serial })?;
-            WireBinding::Device(serial)
+            let cmd = Command::AttestBlank {
+                serial,
+                code: code.to_string(),
+            };
+            let a = answer(d, cmd)?;
+            let proof = serde_json::from_value(a.data).map_err(|e| format!("device proof: {e}"))?;
+            (WireBinding::Device(serial), Some(proof))
         }
         None => {
             let config = d.config()?;
-            WireBinding::Computer(crate::host::computer_id(config.computer_id.as_deref())?)
+            let id = crate::host::computer_id(config.computer_id.as_deref())?;
+            (WireBinding::Computer(id), None)
         }
     };
     let request = OfflineRequest {
@@ -196,6 +202,7 @@ pub fn licence_request(
             itn: itn.map(String::from),
             iec: iec.map(String::from),
             binding,
+            device_proof,
         },
     };
     let bytes = serde_json::to_vec_pretty(&request).map_err(|e| e.to_string())?;

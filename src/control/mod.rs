@@ -30,9 +30,11 @@ pub enum Command {
         serial: u64,
     },
     SimList,
-    /// Is USB key `serial` attached and blank? (for an offline activation request)
-    CheckBlank {
+    /// The proof from USB key `serial` that it is genuine and blank, for activating `code`
+    /// onto it (an offline activation request).
+    AttestBlank {
         serial: u64,
+        code: String,
     },
     /// A signed licence file, base64.
     InstallLicence {
@@ -106,10 +108,10 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
                 Value::Array(rows),
             )
         }
-        Command::CheckBlank { serial } => match host.blank_binding(serial) {
-            Ok(_) => Answer::ok(
-                format!("USB key {serial} is attached and blank"),
-                Value::Null,
+        Command::AttestBlank { serial, code } => match host.attest_blank(serial, &code).await {
+            Ok(a) => Answer::ok(
+                format!("USB key {serial} is attached, blank and genuine"),
+                serde_json::to_value(crate::centre::http::WireProof::from(&a)).unwrap_or_default(),
             ),
             Err(e) => Answer::err(e.to_string()),
         },

@@ -37,6 +37,24 @@ impl PublicKey {
         })
     }
 
+    /// Reads a DER SubjectPublicKeyInfo.
+    pub fn from_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let key = rsa::RsaPublicKey::from_public_key_der(der)
+            .map_err(|e| CryptoError::BadPublicKey(e.to_string()))?;
+        let pem = key
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| CryptoError::BadPublicKey(e.to_string()))?;
+        Self::from_pem(&pem)
+    }
+
+    /// The DER SubjectPublicKeyInfo.
+    pub fn der(&self) -> Vec<u8> {
+        self.key
+            .to_public_key_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default()
+    }
+
     /// The PEM text, normalised.
     pub fn pem(&self) -> &str {
         &self.pem

@@ -115,4 +115,10 @@ impl<T: Transport> KeyDevice for ProtocolDevice<T> {
     fn reset_memory(&mut self) -> Result<(), DeviceError> {
         self.transact(&Request::ResetMemory).map(drop)
     }
+
+    fn attest(&mut self, nonce: &[u8; 32]) -> Result<super::Attestation, DeviceError> {
+        super::protocol::command::decode_attestation(
+            &self.transact(&Request::Attest { nonce: *nonce })?,
+        )
+    }
 }

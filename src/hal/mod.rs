@@ -31,6 +31,20 @@ pub struct DeviceInfo {
     pub licence_capacity: u16,
 }
 
+/// A device's proof that it is genuine (its key is certified by a manufacturer) and whether
+/// it is blank, bound to a nonce. See [`crate::attest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attestation {
+    pub serial: u64,
+    pub blank: bool,
+    /// The device's public key, DER SubjectPublicKeyInfo.
+    pub device_key: Vec<u8>,
+    /// The manufacturer's signature over the serial and the device key.
+    pub certificate: Vec<u8>,
+    /// The device's signature over the nonce, serial and blank state.
+    pub signature: Vec<u8>,
+}
+
 /// The current and new memory passwords, as one request carries them.
 #[derive(Debug, Clone, Default)]
 pub struct PasswordChange {
@@ -90,4 +104,6 @@ pub trait KeyDevice: Send {
     fn write_memory(&mut self, password: &str, value: &str) -> Result<(), DeviceError>;
     fn set_passwords(&mut self, change: &PasswordChange) -> Result<(), DeviceError>;
     fn reset_memory(&mut self) -> Result<(), DeviceError>;
+    /// Proves the device genuine, signing `nonce`.
+    fn attest(&mut self, nonce: &[u8; 32]) -> Result<Attestation, DeviceError>;
 }

@@ -6,6 +6,7 @@ use super::keys::KeyKind;
 use super::{Host, HostError, LicenceEntry};
 use crate::centre::http::ActivateBody;
 use crate::centre::ActivationCode;
+use crate::hal::Attestation;
 use crate::licence::{Binding, Iec, Itn};
 use std::sync::PoisonError;
 
@@ -29,15 +30,19 @@ impl Host {
         // A typo is caught here, before any network call.
         let code =
             ActivationCode::parse(&input.code).map_err(|e| HostError::Invalid(e.to_string()))?;
-        let binding = match input.blank_key_no {
-            None => Binding::Computer(self.computer_id.clone()),
-            Some(serial) => self.blank_binding(serial)?,
+        let (binding, proof) = match input.blank_key_no {
+            None => (Binding::Computer(self.computer_id.clone()), None),
+            Some(serial) => (
+                Binding::Device(serial),
+                Some(self.attest_blank(serial, &code.to_string()).await?),
+            ),
         };
         let body = ActivateBody {
             code: code.to_string(),
             itn: input.itn.map(String::from),
             iec: input.iec.map(String::from),
             binding: (&binding).into(),
+            device_proof: proof.as_ref().map(Into::into),
         };
         let doc = self.centre()?.activate(&body).await?;
         let terms = self.install_licence(doc).await?;
@@ -55,6 +60,25 @@ impl Host {
             return Err(HostError::DeviceNotBlank(serial));
         }
         Ok(Binding::Device(serial))
+    }
+
+    /// The proof from blank USB key `serial` that it is genuine and blank, for activating
+    /// `code` onto it.
+    pub async fn attest_blank(&self, serial: u64, code: &str) -> Result<Attestation, HostError> {
+        self.blank_binding(serial)?;
+        let slot = {
+            let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+            usb.iter()
+                .find(|k| k.serial == serial)
+                .and_then(|k| k.slot.clone())
+                .ok_or(HostError::DeviceNotAttached(serial))?
+        };
+        let nonce = crate::attest::nonce_for(code, serial);
+        super::blocking(move || {
+            slot.with(|d| d.attest(&nonce))
+                .map_err(|e| HostError::device(serial, e))
+        })
+        .await
     }
 
     /// Asks the centre for the current version of every licence, restoring onto this machine

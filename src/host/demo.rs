@@ -80,15 +80,19 @@ pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, Host
                 .map_err(centre_error)?;
             // Activated at the demo centre itself (a configured [centre] url may be another
             // centre), installed through the host's verified install path.
-            let binding = match blank {
-                Some(serial) => Binding::Device(serial),
-                None => Binding::Computer(host.computer_id().into()),
+            let (binding, device_proof) = match blank {
+                Some(serial) => (
+                    Binding::Device(serial),
+                    Some(host.attest_blank(serial, &code.to_string()).await?),
+                ),
+                None => (Binding::Computer(host.computer_id().into()), None),
             };
             let request = ActivationRequest {
                 code,
                 itn: itn.clone(),
                 iec: None,
                 binding,
+                device_proof,
             };
             let (_, doc) = centre.activate(&request).await.map_err(centre_error)?;
             let e = host.install_licence(doc).await?;

@@ -17,6 +17,11 @@ impl TrustStore {
         self.keys.get(fingerprint)
     }
 
+    /// Every key, in no particular order.
+    pub fn keys(&self) -> Vec<PublicKey> {
+        self.keys.values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -13,6 +13,7 @@ pub mod opcode {
     pub const SET_PASSWORDS: u8 = 0x06;
     pub const RESET_MEMORY: u8 = 0x07;
     pub const REPLACE_LICENCE: u8 = 0x08;
+    pub const ATTEST: u8 = 0x09;
 }
 
 /// Reply status codes.
@@ -74,6 +75,10 @@ pub enum Request {
         new_write: String,
     },
     ResetMemory,
+    /// Proves the device genuine: it signs the nonce with its factory-certified key.
+    Attest {
+        nonce: [u8; 32],
+    },
 }
 
 /// A device's reply: status plus payload.
@@ -161,6 +166,10 @@ impl Request {
                 opcode::SET_PASSWORDS
             }
             Request::ResetMemory => opcode::RESET_MEMORY,
+            Request::Attest { nonce } => {
+                p.extend_from_slice(nonce);
+                opcode::ATTEST
+            }
         };
         Frame::new(code, tag, p)
     }
@@ -189,6 +198,11 @@ impl Request {
                 })
             })(),
             opcode::RESET_MEMORY => Some(Request::ResetMemory),
+            opcode::ATTEST => c.bytes(32).map(|b| {
+                let mut nonce = [0u8; 32];
+                nonce.copy_from_slice(b);
+                Request::Attest { nonce }
+            }),
             _ => return Err(Status::UnknownCommand),
         };
         match (req, c.end()) {
@@ -280,6 +294,46 @@ impl Reply {
     }
 }
 
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let n = u16::try_from(b.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&b[..usize::from(n)]);
+}
+
+/// ATTEST reply: serial u64, blank u8, then device key (DER), certificate and signature, each
+/// `u16 length | bytes`.
+pub fn encode_attestation(a: &crate::hal::Attestation) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&a.serial.to_le_bytes());
+    p.push(u8::from(a.blank));
+    put_bytes(&mut p, &a.device_key);
+    put_bytes(&mut p, &a.certificate);
+    put_bytes(&mut p, &a.signature);
+    p
+}
+
+pub fn decode_attestation(p: &[u8]) -> Result<crate::hal::Attestation, DeviceError> {
+    let mut c = Cursor(p);
+    (|| {
+        let serial = c.u64()?;
+        let blank = c.bytes(1)?[0] != 0;
+        let mut field = || -> Option<Vec<u8>> {
+            let n = c.u16()?;
+            Some(c.bytes(usize::from(n))?.to_vec())
+        };
+        let (device_key, certificate, signature) = (field()?, field()?, field()?);
+        c.end()?;
+        Some(crate::hal::Attestation {
+            serial,
+            blank,
+            device_key,
+            certificate,
+            signature,
+        })
+    })()
+    .ok_or_else(|| DeviceError::Protocol("malformed ATTEST reply".into()))
+}
+
 /// GET_INFO payload: serial u64, firmware major u8, minor u8, blank u8, memory capacity u16,
 /// licence capacity u16.
 pub fn encode_info(i: &DeviceInfo, major: u8, minor: u8) -> Vec<u8> {
@@ -338,6 +392,7 @@ mod tests {
                 new_write: "d".into(),
             },
             Request::ResetMemory,
+            Request::Attest { nonce: [7; 32] },
         ];
         for r in reqs {
             assert_eq!(Request::from_frame(&r.to_frame(1)), Ok(r));

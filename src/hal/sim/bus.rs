@@ -1,4 +1,5 @@
 use super::firmware::Firmware;
+use crate::crypto::Signer;
 use crate::hal::protocol::report::{split, Reassembler, Report};
 use crate::hal::{ProtocolDevice, Transport, TransportError};
 use crate::keymem::LockPolicy;
@@ -74,6 +75,7 @@ pub struct SimBus {
     dir: PathBuf,
     policy: LockPolicy,
     ports: Mutex<BTreeMap<u64, Arc<Mutex<Port>>>>,
+    factory: Mutex<Option<Arc<Signer>>>,
 }
 
 impl SimBus {
@@ -82,7 +84,34 @@ impl SimBus {
             dir: dir.into(),
             policy,
             ports: Mutex::new(BTreeMap::new()),
+            factory: Mutex::new(None),
         }
+    }
+
+    /// The folder holding the simulator factory's public key, for a centre to trust as a
+    /// manufacturer.
+    pub fn factory_public_dir(sim_dir: &Path) -> PathBuf {
+        sim_dir.join("factory-public")
+    }
+
+    /// The simulated keys' manufacturer: its key certifies each key's own key at
+    /// "manufacture". Made on first use.
+    fn factory(&self) -> Result<Arc<Signer>, SimError> {
+        let mut f = self.factory.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = f.as_ref() {
+            return Ok(s.clone());
+        }
+        let signer = Arc::new(crate::store::keyfile::load_or_create(
+            &self.dir.join("factory-key.pem"),
+        )?);
+        let public_dir = Self::factory_public_dir(&self.dir);
+        crate::store::atomic::ensure_dir(&public_dir)?;
+        let public = public_dir.join("sim-factory.pem");
+        if !public.exists() {
+            crate::store::atomic::write(&public, signer.public_key().pem().as_bytes(), 0o644)?;
+        }
+        *f = Some(signer.clone());
+        Ok(signer)
     }
 
     pub fn dir(&self) -> &Path {
@@ -123,7 +152,9 @@ impl SimBus {
             return Err(SimError::AlreadyPlugged(serial));
         }
         crate::store::atomic::ensure_dir(&self.dir)?;
-        let firmware = Firmware::open_or_create(&self.image_path(serial), serial, self.policy)?;
+        let factory = self.factory()?;
+        let firmware =
+            Firmware::open_or_create(&self.image_path(serial), serial, self.policy, &factory)?;
         let port = Arc::new(Mutex::new(Port {
             firmware,
             rx: Reassembler::default(),

@@ -1,6 +1,8 @@
-use crate::hal::protocol::command::{encode_info, Request, Status};
+use crate::attest;
+use crate::crypto::Signer;
+use crate::hal::protocol::command::{encode_attestation, encode_info, Request, Status};
 use crate::hal::protocol::{Frame, Reply};
-use crate::hal::DeviceInfo;
+use crate::hal::{Attestation, DeviceInfo};
 use crate::keymem::{self, LockPolicy, UserMemory, MAX_VALUE_BYTES};
 use crate::store::{atomic, StoreError};
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,12 @@ struct Image {
     /// The installed licence, base64; `None` on a blank.
     licence: Option<String>,
     memory: UserMemory,
+    /// The device's own key (PKCS#8 PEM), made at manufacture.
+    #[serde(default)]
+    device_key: Option<String>,
+    /// The manufacturer's certificate of that key, base64 (see `crate::attest`).
+    #[serde(default)]
+    certificate: Option<String>,
 }
 
 /// The firmware of one simulated key: decodes request frames, applies them to the image,
@@ -27,30 +35,32 @@ pub struct Firmware {
     path: PathBuf,
     image: Image,
     policy: LockPolicy,
+    device_key: Signer,
 }
 
 impl Firmware {
     /// Opens the image at `path`, or makes a blank key with `serial` there.
+    /// A key made without one (an older image) is given a key and certificate by `factory`,
+    /// as at manufacture.
     pub fn open_or_create(
         path: &Path,
         serial: u64,
         policy: LockPolicy,
+        factory: &Signer,
     ) -> Result<Self, StoreError> {
-        let image = match std::fs::read(path) {
+        let mut image = match std::fs::read(path) {
             Ok(b) => serde_json::from_slice::<Image>(&b).map_err(|e| StoreError::Corrupt {
                 path: path.into(),
                 message: e.to_string(),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let image = Image {
-                    format: IMAGE_FORMAT.into(),
-                    serial,
-                    licence: None,
-                    memory: UserMemory::default(),
-                };
-                save(path, &image)?;
-                image
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Image {
+                format: IMAGE_FORMAT.into(),
+                serial,
+                licence: None,
+                memory: UserMemory::default(),
+                device_key: None,
+                certificate: None,
+            },
             Err(e) => return Err(StoreError::io(path, e)),
         };
         if image.format != IMAGE_FORMAT || image.serial != serial {
@@ -62,10 +72,31 @@ impl Firmware {
                 ),
             });
         }
+        let corrupt = |message: String| StoreError::Corrupt {
+            path: path.into(),
+            message,
+        };
+        if image.device_key.is_none() || image.certificate.is_none() {
+            let pem =
+                crate::crypto::generate_private_key_pem().map_err(|e| corrupt(e.to_string()))?;
+            let key = Signer::from_pkcs8_pem(&pem).map_err(|e| corrupt(e.to_string()))?;
+            let cert = factory
+                .sign(&attest::certificate_message(
+                    serial,
+                    &key.public_key().der(),
+                ))
+                .map_err(|e| corrupt(e.to_string()))?;
+            image.device_key = Some(pem);
+            image.certificate = Some(crate::crypto::b64(&cert));
+            save(path, &image)?;
+        }
+        let device_key = Signer::from_pkcs8_pem(image.device_key.as_deref().unwrap_or_default())
+            .map_err(|e| corrupt(e.to_string()))?;
         Ok(Firmware {
             path: path.into(),
             image,
             policy,
+            device_key,
         })
     }
 
@@ -174,6 +205,23 @@ impl Firmware {
             Request::ResetMemory => {
                 next.memory.reset();
                 Reply::ok(Vec::new())
+            }
+            Request::Attest { nonce } => {
+                let blank = next.licence.is_none();
+                let proof = attest::proof_message(&nonce, next.serial, blank);
+                let cert = next.certificate.as_deref().and_then(crate::crypto::unb64);
+                match (self.device_key.sign(&proof), cert) {
+                    (Ok(signature), Some(certificate)) => {
+                        Reply::ok(encode_attestation(&Attestation {
+                            serial: next.serial,
+                            blank,
+                            device_key: self.device_key.public_key().der(),
+                            certificate,
+                            signature,
+                        }))
+                    }
+                    _ => Reply::status(Status::StorageFailure),
+                }
             }
         };
         // Failure counters change on wrong passwords too, so persist any change at all.
