@@ -16,8 +16,9 @@ pub fn format(ts: &Timestamp) -> String {
     ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// Parses a timestamp sent by a client: RFC 3339 with any zone, or a zone-less
-/// `YYYY-MM-DDTHH:MM:SS[.fff]` (as in the spec's own request example), read as UTC.
+/// Parses a timestamp sent by a client: RFC 3339 with any zone, a zone-less
+/// `YYYY-MM-DDTHH:MM:SS[.fff]` (as in the spec's own request example) read as UTC, or a date
+/// alone (its midnight, UTC).
 pub fn parse_client(s: &str) -> Option<Timestamp> {
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -32,7 +33,11 @@ pub fn parse_client(s: &str) -> Option<Timestamp> {
             return Some(n.and_utc());
         }
     }
-    None
+    // A date alone means its midnight, UTC.
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|n| n.and_utc())
 }
 
 /// Serde helpers for the wire format, used by the API's JSON types.
@@ -65,5 +70,7 @@ mod tests {
         let t = parse_client("2020-01-01T15:52:20+03:00").expect("parse");
         assert_eq!(format(&t), "2020-01-01T12:52:20.000Z");
         assert!(parse_client("yesterday").is_none());
+        let t = parse_client("2030-01-01").expect("date");
+        assert_eq!(format(&t), "2030-01-01T00:00:00.000Z");
     }
 }

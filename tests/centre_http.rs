@@ -13,9 +13,7 @@ fn open(c: &CentreServer, licence_b64: &Value) -> keybridge::licence::LicenceTer
     keybridge::licence::open(&doc, &trust).expect("a valid licence")
 }
 
-#[tokio::test]
-async fn vendor_administers_and_hosts_activate() {
-    let c = CentreServer::start().await;
+async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     let product =
         json!({"key_id": "672B", "product_name": "Тестовая серия", "first_key_no": 7131766});
     let (s, _) = c.post("/centre/v1/products", product.clone(), false).await;
@@ -104,4 +102,83 @@ async fn vendor_administers_and_hosts_activate() {
     assert!(keybridge::centre::ActivationCode::parse(stdout(&out).trim()).is_ok());
     let out = c.cli(&["centre", "key-public"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), c.public_key);
+
+    // Malformed JSON is answered in the centre's error format.
+    let r = c
+        .client
+        .post(format!("{}/centre/v1/activate", c.base))
+        .body("{\"code\": ")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 400);
+    let j: Value = r.json().await.expect("json error");
+    assert_eq!(j["reason"], "invalid");
+
+    // Start and support dates flow into the licence.
+    let (s, j) = c.post(
+        "/centre/v1/codes",
+        json!({"key_id": "672B", "licence_count": 1, "period_days": 10, "start_date": "2030-01-01",
+               "support_date": "2026-01-01T00:00:00Z", "support_end_date": "2026-12-31T00:00:00Z", "support_type": 1}),
+        true,
+    )
+    .await;
+    assert_eq!(s, 201, "{j}");
+    let act = json!({"code": j["code"], "binding": {"computer": "D".repeat(40)}});
+    let (_, j) = c.post("/centre/v1/activate", act, false).await;
+    let t = open(&c, &j["licence"]);
+    assert_eq!(
+        t.start_date.map(|d| keybridge::time::format(&d)).as_deref(),
+        Some("2030-01-01T00:00:00.000Z")
+    );
+    assert_eq!((t.support_type, t.period), (Some(1), 10));
+    assert!(t.validity(keybridge::time::now()).not_yet_valid);
+    let (s, _) = c
+        .post(
+            "/centre/v1/codes",
+            json!({"key_id": "672B", "licence_count": 1, "start_date": "soon"}),
+            true,
+        )
+        .await;
+    assert_eq!(s, 400);
+
+    // A licence does not move to another USB key by restore.
+    let (s, j) = c
+        .post(
+            "/centre/v1/restore",
+            json!({"key_id": "672B", "key_no": 7131766, "binding": {"device": 5}}),
+            false,
+        )
+        .await;
+    assert_eq!((s, j["reason"].as_str()), (403, Some("device_not_genuine")));
+}
+
+#[tokio::test]
+async fn centre_on_sqlite() {
+    vendor_administers_and_hosts_activate(CentreServer::start().await).await;
+}
+
+#[tokio::test]
+async fn centre_on_postgres() {
+    let Ok(admin_url) = std::env::var("KEYBRIDGE_TEST_POSTGRES") else {
+        println!("skipped: KEYBRIDGE_TEST_POSTGRES is not set (scripts/test starts a PostgreSQL server and sets it)");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("keybridge_http_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&admin)
+        .await
+        .expect("drop");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create");
+    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
+    let url = format!("{base}/{name}");
+    vendor_administers_and_hosts_activate(CentreServer::start_on(Some(&url)).await).await;
 }

@@ -55,6 +55,22 @@ impl From<CentreError> for CentreReply {
     }
 }
 
+/// A JSON body; a malformed one is answered in the centre's error format.
+pub struct CentreJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S>
+    for CentreJson<T>
+{
+    type Rejection = CentreReply;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(CentreJson(v)),
+            Err(e) => Err(bad(format!("malformed request: {}", e.body_text()))),
+        }
+    }
+}
+
 fn bad(message: impl Into<String>) -> CentreReply {
     CentreReply(
         StatusCode::BAD_REQUEST,
@@ -191,7 +207,7 @@ impl ActivateBody {
 
 async fn activate(
     State(st): State<Arc<CentreState>>,
-    Json(b): Json<ActivateBody>,
+    CentreJson(b): CentreJson<ActivateBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let req = b.to_request().map_err(bad)?;
     let (_, doc) = st.centre.activate(&req).await?;
@@ -200,7 +216,7 @@ async fn activate(
 
 async fn current(
     State(st): State<Arc<CentreState>>,
-    Json(b): Json<LicenceRef>,
+    CentreJson(b): CentreJson<LicenceRef>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let (_, doc) = st.centre.current(&b.key_id, b.key_no).await?;
     Ok(licence_body(&doc))
@@ -208,7 +224,7 @@ async fn current(
 
 async fn restore(
     State(st): State<Arc<CentreState>>,
-    Json(b): Json<RestoreBody>,
+    CentreJson(b): CentreJson<RestoreBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let (_, doc) = st
         .centre
@@ -217,19 +233,32 @@ async fn restore(
     Ok(licence_body(&doc))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A product series, as the vendor's HTTP request or `centre product-add` gives it.
+#[derive(Debug, Serialize, Deserialize, clap::Args)]
 pub struct ProductBody {
+    /// Series (KeyID), e.g. 672B.
+    #[arg(long)]
     pub key_id: String,
+    #[arg(long = "name")]
     pub product_name: String,
     #[serde(default)]
+    #[arg(long, default_value = "")]
     pub article: String,
+    /// At most 100 characters.
     #[serde(default)]
+    #[arg(long, default_value = "")]
     pub article_name: String,
     #[serde(default)]
+    #[arg(long, default_value_t = 0)]
     pub product_version: u32,
+    #[arg(long)]
     pub product_version_name: Option<String>,
+    /// The 32 functionality flags as a number, flag 0 the lowest bit.
     #[serde(default)]
+    #[arg(long, default_value_t = 0)]
     pub flags: u32,
+    /// The first KeyNo to assign in this series [default: 1000001].
+    #[arg(long)]
     pub first_key_no: Option<u64>,
 }
 
@@ -248,23 +277,61 @@ impl ProductBody {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// What a new activation code grants, as the vendor's HTTP request or `centre code-issue`
+/// gives it. Dates are ISO 8601 (UTC when no zone is given).
+#[derive(Debug, Serialize, Deserialize, clap::Args)]
 pub struct CodeBody {
+    /// The product series (KeyID).
+    #[arg(long)]
     pub key_id: String,
+    /// Licences the key will hold.
+    #[arg(long = "count")]
     pub licence_count: u32,
+    /// 3 main, 4 additional, 5 demo.
     #[serde(default = "main_type")]
+    #[arg(long, default_value_t = 3)]
     pub key_type: u8,
+    /// 0 ordinary use, 1 demo server, 2, 3 Fresh, ...
     #[serde(default)]
+    #[arg(long, default_value_t = 0)]
     pub service_type: u32,
+    /// Days of validity from activation (or start date); 0 = no end.
     #[serde(default)]
+    #[arg(long, default_value_t = 0)]
     pub period_days: u32,
+    /// Validity starts on this date instead of at activation.
+    #[arg(long)]
+    pub start_date: Option<String>,
+    /// Reserve the code for this ITN (ИНН).
+    #[arg(long)]
     pub itn: Option<String>,
+    /// … and IEC (КПП).
+    #[arg(long)]
     pub iec: Option<String>,
+    /// ИТС support contract start date.
+    #[arg(long)]
+    pub support_date: Option<String>,
+    /// … its end date.
+    #[arg(long)]
+    pub support_end_date: Option<String>,
+    /// … its type: 0 unknown, 1 ИТС Проф, 2 ИТС Техно.
+    #[arg(long)]
+    pub support_type: Option<u8>,
+    /// How often the licence may be restored onto a new machine [default: 3].
+    #[arg(long)]
     pub restore_limit: Option<u32>,
 }
 
 fn main_type() -> u8 {
     3
+}
+
+fn date(field: &str, v: &Option<String>) -> Result<Option<crate::time::Timestamp>, String> {
+    v.as_deref()
+        .map(|s| {
+            crate::time::parse_client(s).ok_or(format!("{field} {s:?} is not an ISO 8601 date"))
+        })
+        .transpose()
 }
 
 impl CodeBody {
@@ -274,8 +341,15 @@ impl CodeBody {
             KeyType::from_code(u64::from(self.key_type)).ok_or("key_type must be 3, 4 or 5")?;
         spec.service_type = self.service_type;
         spec.period_days = self.period_days;
+        spec.start_date = date("start_date", &self.start_date)?;
         spec.itn = self.itn.clone().map(Itn::try_from).transpose()?;
         spec.iec = self.iec.clone().map(Iec::try_from).transpose()?;
+        spec.support_date = date("support_date", &self.support_date)?;
+        spec.support_end_date = date("support_end_date", &self.support_end_date)?;
+        if self.support_type.is_some_and(|t| t > 2) {
+            return Err("support_type must be 0, 1 or 2".into());
+        }
+        spec.support_type = self.support_type;
         if let Some(l) = self.restore_limit {
             spec.restore_limit = l;
         }
@@ -285,7 +359,7 @@ impl CodeBody {
 
 async fn add_product(
     State(st): State<Arc<CentreState>>,
-    Json(b): Json<ProductBody>,
+    CentreJson(b): CentreJson<ProductBody>,
 ) -> Result<Response, CentreReply> {
     st.centre.add_product(&b.to_product()).await?;
     Ok((StatusCode::CREATED, Json(json!({"key_id": b.key_id}))).into_response())
@@ -293,7 +367,7 @@ async fn add_product(
 
 async fn issue_code(
     State(st): State<Arc<CentreState>>,
-    Json(b): Json<CodeBody>,
+    CentreJson(b): CentreJson<CodeBody>,
 ) -> Result<Response, CentreReply> {
     let spec = b.to_spec().map_err(bad)?;
     let code = st.centre.issue_code(&spec).await?;

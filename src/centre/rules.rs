@@ -457,6 +457,14 @@ impl Centre {
             key_no,
         })?;
         let current = terms_from_row(&row)?;
+        // Restore follows a machine whose ComputerID changed. A licence moves to another USB
+        // key only through the vendor: nothing here proves the licence left the old key.
+        if matches!(binding, Binding::Device(_)) && &current.binding != binding {
+            return Err(CentreError::Device(format!(
+                "licence {key_id}.{key_no} is bound to {}; moving it to another USB key needs the vendor",
+                current.binding
+            )));
+        }
         if &current.binding != binding {
             let restores: u64 = num(&row, "restores")?;
             let limit: u64 = num(&row, "restore_limit")?;

@@ -46,46 +46,15 @@ pub enum CentreCommand {
     },
     /// Add a product series.
     ProductAdd {
-        /// Series (KeyID), e.g. 672B.
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long, default_value = "")]
-        article: String,
-        #[arg(long, default_value = "")]
-        article_name: String,
-        #[arg(long, default_value_t = 0)]
-        product_version: u32,
-        #[arg(long)]
-        product_version_name: Option<String>,
-        /// The first KeyNo to assign in this series.
-        #[arg(long)]
-        first_key_no: Option<u64>,
+        #[command(flatten)]
+        product: ProductBody,
         #[command(flatten)]
         data: CentreData,
     },
     /// Issue an activation code for a product.
     CodeIssue {
-        #[arg(long)]
-        key_id: String,
-        /// Licences the key will hold.
-        #[arg(long)]
-        count: u32,
-        /// 3 main, 4 additional, 5 demo.
-        #[arg(long, default_value_t = 3)]
-        key_type: u8,
-        /// Days of validity from activation; 0 = no end.
-        #[arg(long, default_value_t = 0)]
-        period_days: u32,
-        /// Reserve the code for this ITN (and IEC).
-        #[arg(long)]
-        itn: Option<String>,
-        #[arg(long)]
-        iec: Option<String>,
-        /// How often the licence may be restored onto a new machine or key.
-        #[arg(long)]
-        restore_limit: Option<u32>,
+        #[command(flatten)]
+        code: CodeBody,
         #[command(flatten)]
         data: CentreData,
     },
@@ -181,14 +150,12 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let state = Arc::new(CentreState { centre, admin });
                 serve_centre(state, listener).await.map_err(|e| e.to_string())?;
             }
-            CentreCommand::ProductAdd { key_id, name, article, article_name, product_version, product_version_name, first_key_no, data } => {
-                let body = ProductBody { key_id, product_name: name, article, article_name, product_version, product_version_name, flags: 0, first_key_no };
-                data.open().await?.add_product(&body.to_product()).await.map_err(|e| e.to_string())?;
-                println!("product {} added", body.key_id);
+            CentreCommand::ProductAdd { product, data } => {
+                data.open().await?.add_product(&product.to_product()).await.map_err(|e| e.to_string())?;
+                println!("product {} added", product.key_id);
             }
-            CentreCommand::CodeIssue { key_id, count, key_type, period_days, itn, iec, restore_limit, data } => {
-                let body = CodeBody { key_id, licence_count: count, key_type, service_type: 0, period_days, itn, iec, restore_limit };
-                let spec = body.to_spec()?;
+            CentreCommand::CodeIssue { code, data } => {
+                let spec = code.to_spec()?;
                 let code = data.open().await?.issue_code(&spec).await.map_err(|e| e.to_string())?;
                 println!("{code}");
             }

@@ -12,6 +12,7 @@ pub struct CentreServer {
     pub data: std::path::PathBuf,
     pub public_key: String,
     pub client: reqwest::Client,
+    pub database: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -24,12 +25,21 @@ impl Drop for CentreServer {
 
 impl CentreServer {
     pub async fn start() -> CentreServer {
+        Self::start_on(None).await
+    }
+
+    /// A centre on the given database URL (default: SQLite in its data directory).
+    pub async fn start_on(database: Option<&str>) -> CentreServer {
         let tmp = tempfile::tempdir().expect("tmp");
         let data = tmp.path().join("centre");
-        let mut child = Command::new(BIN)
-            .args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
-            .env_remove("KEYBRIDGE_CENTRE_DATABASE")
+            .env_remove("KEYBRIDGE_CENTRE_DATABASE");
+        if let Some(url) = database {
+            cmd.env("KEYBRIDGE_CENTRE_DATABASE", url);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -60,6 +70,7 @@ impl CentreServer {
             data,
             public_key,
             client,
+            database: database.map(str::to_owned),
             _tmp: tmp,
         }
     }
@@ -87,13 +98,15 @@ impl CentreServer {
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
 
+    /// Runs the CLI on this centre's data (and database).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--data")
-            .arg(&self.data)
-            .output()
-            .expect("run")
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data").arg(&self.data);
+        match &self.database {
+            Some(url) => cmd.env("KEYBRIDGE_CENTRE_DATABASE", url),
+            None => cmd.env_remove("KEYBRIDGE_CENTRE_DATABASE"),
+        };
+        cmd.output().expect("run")
     }
 }
 
