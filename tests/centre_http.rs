@@ -161,24 +161,8 @@ async fn centre_on_sqlite() {
 
 #[tokio::test]
 async fn centre_on_postgres() {
-    let Ok(admin_url) = std::env::var("KEYBRIDGE_TEST_POSTGRES") else {
-        println!("skipped: KEYBRIDGE_TEST_POSTGRES is not set (scripts/test starts a PostgreSQL server and sets it)");
+    let Some(url) = common::fresh_postgres("keybridge_http").await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let name = format!("keybridge_http_{}", std::process::id());
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&admin)
-        .await
-        .expect("drop");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create");
-    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
-    let url = format!("{base}/{name}");
     vendor_administers_and_hosts_activate(CentreServer::start_on(Some(&url)).await).await;
 }

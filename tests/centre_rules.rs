@@ -1,6 +1,8 @@
 //! The centre's rules on both databases it supports: SQLite always; PostgreSQL on the server
 //! that `scripts/test` starts (URL in KEYBRIDGE_TEST_POSTGRES).
 
+mod common;
+
 use keybridge::centre::{
     ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product,
 };
@@ -205,26 +207,10 @@ async fn rules_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rules_on_postgres() {
-    let Ok(admin_url) = std::env::var("KEYBRIDGE_TEST_POSTGRES") else {
-        println!("skipped: KEYBRIDGE_TEST_POSTGRES is not set (scripts/test starts a PostgreSQL server and sets it)");
+    let Some(url) = common::fresh_postgres("keybridge_rules").await else {
         return;
     };
-    // A fresh database per run.
-    sqlx::any::install_default_drivers();
-    let name = format!("keybridge_test_{}", std::process::id());
-    let admin = sqlx::AnyPool::connect(&admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&admin)
-        .await
-        .expect("drop");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create");
-    let (base, _) = admin_url.rsplit_once('/').expect("url with a database");
-    scenario(&format!("{base}/{name}")).await;
+    scenario(&url).await;
 }
 
 /// A USB key binding needs the key's proof: genuine (certified by a trusted manufacturer),

@@ -369,3 +369,28 @@ pub fn stdout(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A fresh database on the PostgreSQL server `scripts/test` started (its URL in
+/// KEYBRIDGE_TEST_POSTGRES), or `None` after saying why the test is skipped.
+pub async fn fresh_postgres(prefix: &str) -> Option<String> {
+    let Ok(admin_url) = std::env::var("KEYBRIDGE_TEST_POSTGRES") else {
+        println!("skipped: KEYBRIDGE_TEST_POSTGRES is not set (scripts/test starts a PostgreSQL server and sets it)");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!("{prefix}_{}", std::process::id());
+    let admin = sqlx::AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::query(&sql)
+            .execute(&admin)
+            .await
+            .expect("create the test database");
+    }
+    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
+    Some(format!("{base}/{name}"))
+}
