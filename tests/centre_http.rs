@@ -143,6 +143,35 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
         .await;
     assert_eq!(s, 400);
 
+    // Failed vendor logins are throttled per client, as on the host: after ten, even the right
+    // password is refused for a while.
+    for _ in 0..10 {
+        let r = c
+            .client
+            .get(format!("{}/centre/v1/codes", c.base))
+            .basic_auth("admin", Some("guess"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status().as_u16(), 401);
+    }
+    let r = c
+        .client
+        .get(format!("{}/centre/v1/codes", c.base))
+        .basic_auth("admin", Some("admin"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 401);
+    let j: Value = r.json().await.expect("json");
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("error")
+            .contains("too many failed logins"),
+        "{j}"
+    );
+
     // A licence does not move to another USB key by restore.
     let (s, j) = c
         .post(

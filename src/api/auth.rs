@@ -116,12 +116,40 @@ fn unauthorized(message: impl Into<String>) -> Response {
 }
 
 /// Refuses requests without valid credentials.
-pub async fn require_login(
-    State(state): State<Arc<AppState>>,
+/// What the login check needs from a service: its credentials, which paths are open, and how
+/// it words a refusal. The host's API and the centre's admin endpoints share one check.
+pub trait LoginGate: Send + Sync + 'static {
+    fn auth(&self) -> &Auth;
+
+    /// Paths served without credentials.
+    fn is_public(&self, _path: &str) -> bool {
+        false
+    }
+
+    /// The 401 answer, in the service's own error format.
+    fn refuse(&self, message: String) -> Response;
+}
+
+impl LoginGate for AppState {
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        PUBLIC_PATHS.contains(&path)
+    }
+
+    fn refuse(&self, message: String) -> Response {
+        unauthorized(message)
+    }
+}
+
+pub async fn require_login<S: LoginGate>(
+    State(state): State<Arc<S>>,
     req: Request,
     next: Next,
 ) -> Response {
-    if PUBLIC_PATHS.contains(&req.uri().path()) {
+    if state.is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let ip = req
@@ -129,8 +157,8 @@ pub async fn require_login(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Some(secs) = state.auth.throttled(ip) {
-        return unauthorized(format!(
+    if let Some(secs) = state.auth().throttled(ip) {
+        return state.refuse(format!(
             "too many failed logins from {ip}; try again in {secs} s"
         ));
     }
@@ -138,17 +166,17 @@ pub async fn require_login(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.as_bytes().to_vec());
-    let auth = state.clone();
-    let ok = tokio::task::spawn_blocking(move || auth.auth.check(header.as_deref()))
+    let checker = state.clone();
+    let ok = tokio::task::spawn_blocking(move || checker.auth().check(header.as_deref()))
         .await
         .unwrap_or(false);
     if !ok {
-        state.auth.record_failure(ip);
-        return unauthorized(
-            "HTTP Basic authentication with a valid user name and password is required",
+        state.auth().record_failure(ip);
+        return state.refuse(
+            "HTTP Basic authentication with a valid user name and password is required".into(),
         );
     }
-    state.auth.clear_failures(ip);
+    state.auth().clear_failures(ip);
     next.run(req).await
 }
 

@@ -2,7 +2,7 @@
 //! signing → error normalising → the API switch → authentication → the handler; see
 //! `docs/api.md` for every endpoint and how the spec's gaps were settled.
 
-mod auth;
+pub mod auth;
 pub mod error;
 mod info;
 mod licences;
@@ -83,7 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Layers run outermost last-added first: sign ← normalise ← enabled ← login ← handler.
     api.layer(middleware::from_fn_with_state(
         state.clone(),
-        auth::require_login,
+        auth::require_login::<AppState>,
     ))
     .layer(middleware::from_fn_with_state(
         state.clone(),

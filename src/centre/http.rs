@@ -4,12 +4,13 @@
 //! `docs/centre.md` describes it.
 
 use super::{ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product};
+use crate::api::auth::{require_login, LoginGate};
 use crate::api::signing::{self, SigningKey};
 use crate::api::Auth;
 use crate::licence::{Binding, Flags, Iec, Itn, KeyType};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -395,28 +396,23 @@ async fn list_codes(State(st): State<Arc<CentreState>>) -> Result<Json<Value>, C
     Ok(Json(json!({"codes": rows})))
 }
 
-async fn require_admin(State(st): State<Arc<CentreState>>, req: Request, next: Next) -> Response {
-    let h = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes().to_vec());
-    let st2 = st.clone();
-    let ok = tokio::task::spawn_blocking(move || st2.admin.check(h.as_deref()))
-        .await
-        .unwrap_or(false);
-    if !ok {
+impl LoginGate for CentreState {
+    fn auth(&self) -> &Auth {
+        &self.admin
+    }
+
+    fn refuse(&self, message: String) -> Response {
         let mut r = CentreReply(
             StatusCode::UNAUTHORIZED,
-            json!({"error": "vendor credentials required", "reason": "unauthorized"}),
+            json!({"error": message, "reason": "unauthorized"}),
         )
         .into_response();
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Basic realm=\"keybridge centre\""),
         );
-        return r;
+        r
     }
-    next.run(req).await
 }
 
 async fn not_found() -> CentreReply {
@@ -434,7 +430,10 @@ pub fn router(state: Arc<CentreState>, key: Arc<SigningKey>) -> Router {
     let admin = Router::new()
         .route("/centre/v1/products", post(add_product))
         .route("/centre/v1/codes", post(issue_code).get(list_codes))
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_login::<CentreState>,
+        ));
     Router::new()
         .route("/centre/v1/activate", post(activate))
         .route("/centre/v1/licence", post(current))

@@ -123,7 +123,10 @@ pub async fn serve_centre(
         signer: state.centre.signer().clone(),
         server_version: crate::api::signing::server_version_header(),
     });
-    axum::serve(listener, http::router(state, key)).await
+    // Peer addresses, so failed admin logins are throttled per client.
+    let app =
+        http::router(state, key).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).await
 }
 
 pub fn run(cmd: CentreCommand) -> CliResult {
