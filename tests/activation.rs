@@ -273,6 +273,17 @@ async fn demo_offers_codes_that_activate_at_its_own_centre() {
     for l in r.json()["Licences"].as_array().expect("list") {
         assert_eq!(l["Workable"], true, "{l}");
     }
+    // An unplugged key is left out of an update, which still succeeds for the rest.
+    let out = s.cli(&["sim", "unplug", "--serial", &KEYED_SERIAL.to_string()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200);
+    let usb = s.get(&format!("/api/licences/{USB_KEY}")).await.json();
+    assert_eq!(usb["Workable"], false);
+    assert!(usb["OpenError"]
+        .as_str()
+        .expect("e")
+        .contains("not attached"));
 }
 
 #[tokio::test]

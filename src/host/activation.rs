@@ -95,11 +95,7 @@ impl Host {
                 let actual = match e.kind {
                     KeyKind::Software => Binding::Computer(self.computer_id.clone()),
                     // An unplugged key cannot take an update now.
-                    KeyKind::Usb
-                        if e.open_error.as_deref() == Some("the USB key is not attached") =>
-                    {
-                        return None
-                    }
+                    KeyKind::Usb if !e.attached => return None,
                     KeyKind::Usb => Binding::Device(e.blank_key_no?),
                 };
                 Some((t.key_id, t.key_no, t.binding, actual))

@@ -50,6 +50,8 @@ pub struct LicenceEntry {
     /// Licence format version for software keys, firmware version for USB keys.
     pub version: String,
     pub blank_key_no: Option<u64>,
+    /// Software keys always; a USB key while plugged in.
+    pub attached: bool,
     pub terms: Option<LicenceTerms>,
 }
 
@@ -156,6 +158,7 @@ impl Host {
                     open_error: k.open_error.clone(),
                     version: licence::FORMAT_VERSION.into(),
                     blank_key_no: None,
+                    attached: true,
                     terms: k.terms.clone(),
                 })
                 .collect()
@@ -177,6 +180,7 @@ impl Host {
                     },
                     version: k.firmware.clone(),
                     blank_key_no: Some(k.serial),
+                    attached: k.slot.is_some(),
                     terms: k.terms.clone(),
                 })
                 .collect()
