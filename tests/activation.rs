@@ -294,29 +294,20 @@ async fn offline_request_fulfil_import() {
     let lic = s.dir.join("granted.licence");
     let r = req.to_str().expect("p");
     let l = lic.to_str().expect("p");
+    // `keybridge licence request --code CODE [EXTRA…] --out REQUEST` on the host.
+    let request = |code: &str, extra: &[&str]| {
+        let mut args = vec!["licence", "request", "--code", code];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", r]);
+        s.cli(&args)
+    };
 
     // A typo is caught while writing the request.
-    let out = s.cli(&[
-        "licence",
-        "request",
-        "--code",
-        "1234-5678-9012-3456-7890",
-        "--out",
-        r,
-    ]);
+    let out = request("1234-5678-9012-3456-7890", &[]);
     assert!(!out.status.success());
     assert!(stdout(&out).contains("typo"), "{}", stdout(&out));
 
-    let out = s.cli(&[
-        "licence",
-        "request",
-        "--code",
-        &code,
-        "--itn",
-        "1234567890",
-        "--out",
-        r,
-    ]);
+    let out = request(&code, &["--itn", "1234567890"]);
     assert!(out.status.success(), "{}", stdout(&out));
     let out = c.cli(&["centre", "fulfil", r, "--out", l]);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -333,16 +324,7 @@ async fn offline_request_fulfil_import() {
     );
 
     // The same rules as online: this code is taken, so a request for the blank is refused.
-    let out = s.cli(&[
-        "licence",
-        "request",
-        "--code",
-        &code,
-        "--blank-key-no",
-        &BLANK_SERIAL.to_string(),
-        "--out",
-        r,
-    ]);
+    let out = request(&code, &["--blank-key-no", &BLANK_SERIAL.to_string()]);
     assert!(out.status.success(), "{}", stdout(&out));
     let out = c.cli(&["centre", "fulfil", r, "--out", l]);
     assert!(!out.status.success());
@@ -354,28 +336,10 @@ async fn offline_request_fulfil_import() {
 
     // A fresh code for the blank: the host checks the key when writing the request.
     let usb = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
-    let out = s.cli(&[
-        "licence",
-        "request",
-        "--code",
-        &usb,
-        "--blank-key-no",
-        "4242",
-        "--out",
-        r,
-    ]);
+    let out = request(&usb, &["--blank-key-no", "4242"]);
     assert!(!out.status.success());
     assert!(stdout(&out).contains("not attached"), "{}", stdout(&out));
-    let out = s.cli(&[
-        "licence",
-        "request",
-        "--code",
-        &usb,
-        "--blank-key-no",
-        &BLANK_SERIAL.to_string(),
-        "--out",
-        r,
-    ]);
+    let out = request(&usb, &["--blank-key-no", &BLANK_SERIAL.to_string()]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(c.cli(&["centre", "fulfil", r, "--out", l]).status.success());
     let out = s.cli(&["licence", "import", l]);

@@ -84,14 +84,8 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     assert!(open(&c, &j["licence"]).recovered);
 
     // The vendor's listing, over HTTP and on the command line.
-    let r = c
-        .client
-        .get(format!("{}/centre/v1/codes", c.base))
-        .basic_auth("admin", Some("admin"))
-        .send()
-        .await
-        .expect("list");
-    let j: Value = r.json().await.expect("json");
+    let (s, j) = c.get("/centre/v1/codes", Some("admin")).await;
+    assert_eq!(s, 200);
     assert_eq!(j["codes"][0]["state"], "activated");
     assert_eq!(j["codes"][0]["restores"], 1);
     let out = c.cli(&["centre", "code-list"]);
@@ -146,24 +140,10 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     // Failed vendor logins are throttled per client, as on the host: after ten, even the right
     // password is refused for a while.
     for _ in 0..10 {
-        let r = c
-            .client
-            .get(format!("{}/centre/v1/codes", c.base))
-            .basic_auth("admin", Some("guess"))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status().as_u16(), 401);
+        assert_eq!(c.get("/centre/v1/codes", Some("guess")).await.0, 401);
     }
-    let r = c
-        .client
-        .get(format!("{}/centre/v1/codes", c.base))
-        .basic_auth("admin", Some("admin"))
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status().as_u16(), 401);
-    let j: Value = r.json().await.expect("json");
+    let (s, j) = c.get("/centre/v1/codes", Some("admin")).await;
+    assert_eq!(s, 401);
     assert!(
         j["error"]
             .as_str()

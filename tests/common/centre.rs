@@ -77,9 +77,19 @@ impl CentreServer {
 
     /// POSTs and checks the answer's signature against the centre key.
     pub async fn post(&self, path: &str, body: Value, admin: bool) -> (u16, Value) {
-        let mut rb = self.client.post(format!("{}{path}", self.base)).json(&body);
-        if admin {
-            rb = rb.basic_auth("admin", Some("admin"));
+        let rb = self.client.post(format!("{}{path}", self.base)).json(&body);
+        self.send(rb, admin.then_some("admin")).await
+    }
+
+    /// GETs with the admin user and `password`, if given; checks the signature.
+    pub async fn get(&self, path: &str, password: Option<&str>) -> (u16, Value) {
+        let rb = self.client.get(format!("{}{path}", self.base));
+        self.send(rb, password).await
+    }
+
+    async fn send(&self, mut rb: reqwest::RequestBuilder, password: Option<&str>) -> (u16, Value) {
+        if let Some(p) = password {
+            rb = rb.basic_auth("admin", Some(p));
         }
         let r = rb.send().await.expect("send");
         let status = r.status().as_u16();
