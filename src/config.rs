@@ -33,6 +33,44 @@ pub struct Config {
     pub memory: MemoryConfig,
     pub licences: LicenceConfig,
     pub centre: CentreConfig,
+    pub usb: UsbConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsbConfig {
+    /// `false` leaves real USB keys alone (simulated keys still work).
+    pub enabled: bool,
+    /// Extra driver files (`*.toml`), beside the built-in ones; a file named like a built-in
+    /// driver replaces it.
+    pub drivers_dir: Option<PathBuf>,
+    /// How often to look for keys that came or went without an event (hosts without udev or
+    /// libusb hot-plug), and to retry keys that failed; 0 turns the rescan off.
+    pub rescan_seconds: f64,
+    /// Listen for libusb's hot-plug events where the platform has them.
+    pub libusb_hotplug: bool,
+}
+
+impl Default for UsbConfig {
+    fn default() -> Self {
+        UsbConfig {
+            enabled: true,
+            drivers_dir: None,
+            rescan_seconds: 2.0,
+            libusb_hotplug: true,
+        }
+    }
+}
+
+impl UsbConfig {
+    pub fn rescan(&self) -> Option<Duration> {
+        (self.rescan_seconds > 0.0)
+            .then(|| Duration::from_secs_f64(self.rescan_seconds.clamp(0.05, 86_400.0)))
+    }
+
+    pub fn drivers(&self) -> Result<crate::hal::drivers::DriverSet, String> {
+        crate::hal::drivers::DriverSet::load(self.drivers_dir.as_deref()).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

@@ -118,6 +118,9 @@ impl From<HostError> for ApiError {
             },
             HostError::Device { error, .. } => match error {
                 DeviceError::Disconnected => (S::NOT_FOUND, "EKeyNotAttached"),
+                DeviceError::Timeout | DeviceError::Busy => {
+                    (S::SERVICE_UNAVAILABLE, "EKeyNotResponding")
+                }
                 _ => (S::INTERNAL_SERVER_ERROR, "EDeviceError"),
             },
             HostError::Licence(_) => (S::BAD_REQUEST, "ELicenceInvalid"),

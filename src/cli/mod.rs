@@ -3,6 +3,7 @@
 pub(crate) mod centre;
 mod serve;
 mod tools;
+mod usb;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -48,6 +49,33 @@ pub enum Command {
     Centre {
         #[command(subcommand)]
         command: centre::CentreCommand,
+    },
+    /// List the USB keys on this machine: driver, path, serial, state.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Tell the running host a USB device came or went (run by the udev rules).
+    Hotplug {
+        action: crate::control::HotplugAction,
+        /// The device node, e.g. /dev/hidraw0 (udev's $devnode); not for `rescan`.
+        devnode: Option<String>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print udev rules for this host's drivers (built-in plus [usb] drivers_dir).
+    UdevRules {
+        /// The group given access to the keys.
+        #[arg(long, default_value = crate::hal::udev_rules::SERVICE_GROUP)]
+        group: String,
+        /// The keybridge binary udev runs.
+        #[arg(long, default_value = crate::hal::udev_rules::BINARY)]
+        binary: String,
+        #[command(flatten)]
+        data: DataArgs,
     },
     /// API credentials.
     Auth {
@@ -158,6 +186,17 @@ pub fn run() -> ExitCode {
         } => tools::licence_request(&code, itn, iec, blank_key_no, &out, &data),
         Command::Sim { command } => tools::sim(command),
         Command::Centre { command } => centre::run(command),
+        Command::Devices { json, data } => usb::devices(&data, json),
+        Command::Hotplug {
+            action,
+            devnode,
+            data,
+        } => usb::hotplug(action, devnode, &data),
+        Command::UdevRules {
+            group,
+            binary,
+            data,
+        } => usb::udev_rules(&data, &group, &binary),
         Command::Auth {
             command: AuthCommand::Hash,
         } => tools::auth_hash(),

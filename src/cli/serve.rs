@@ -130,6 +130,19 @@ async fn serve(
             tracing::error!("simulated key {serial}: {e}");
         }
     }
+    if config.usb.enabled {
+        let drivers = config.usb.drivers()?;
+        let names: Vec<&str> = drivers.iter().map(|d| d.id.as_str()).collect();
+        tracing::info!(drivers = ?names, "watching USB for keys");
+        host.start_usb(
+            crate::hal::usb::UsbBackend::new(drivers),
+            host::UsbWatchOptions {
+                rescan: config.usb.rescan(),
+                libusb_hotplug: config.usb.libusb_hotplug,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    }
     if let Some((centre, _)) = &demo_centre {
         let said = demo::provision(&host, &centre.centre)
             .await

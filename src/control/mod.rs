@@ -40,6 +40,22 @@ pub enum Command {
     InstallLicence {
         licence: String,
     },
+    /// From the udev helper: a device node appeared or went away, or look at everything.
+    Hotplug {
+        action: HotplugAction,
+        #[serde(default)]
+        devnode: String,
+    },
+    /// The USB keys the host sees.
+    Devices,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HotplugAction {
+    Add,
+    Remove,
+    Rescan,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,6 +131,14 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
             ),
             Err(e) => Answer::err(e.to_string()),
         },
+        Command::Hotplug { action, devnode } => hotplug(host, action, devnode),
+        Command::Devices => {
+            let rows = host.devices();
+            Answer::ok(
+                format!("{} USB key(s)", rows.len()),
+                serde_json::to_value(rows).unwrap_or_default(),
+            )
+        }
         Command::InstallLicence { licence } => {
             let Some(bytes) = crate::crypto::unb64(&licence) else {
                 return Answer::err("the licence is not base64");
@@ -130,6 +154,29 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
                 Err(e) => Answer::err(e.to_string()),
             }
         }
+    }
+}
+
+fn hotplug(host: &Host, action: HotplugAction, devnode: String) -> Answer {
+    use crate::host::HotplugEvent;
+    if action != HotplugAction::Rescan && !devnode.starts_with("/dev/") {
+        return Answer::err(format!("{devnode:?} is not a device node under /dev"));
+    }
+    let event = match action {
+        HotplugAction::Add => HotplugEvent::Add {
+            devnode: devnode.clone(),
+        },
+        HotplugAction::Remove => HotplugEvent::Remove {
+            devnode: devnode.clone(),
+        },
+        HotplugAction::Rescan => HotplugEvent::Rescan,
+    };
+    match host.hotplug(event) {
+        Ok(()) => Answer::ok(
+            format!("{action:?} {devnode} passed to the host").to_lowercase(),
+            Value::Null,
+        ),
+        Err(e) => Answer::err(e.to_string()),
     }
 }
 

@@ -29,6 +29,11 @@ impl<T: Transport> ProtocolDevice<T> {
         self
     }
 
+    /// The transport underneath, for wrapping (tests record a device's conversation this way).
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+
     /// Sends one request and waits for the reply with the same tag.
     fn transact(&mut self, req: &Request) -> Result<Vec<u8>, DeviceError> {
         self.tag = self.tag.wrapping_add(1);

@@ -7,10 +7,13 @@
 //! The hal knows devices, never licence rules: a licence is opaque bytes here.
 
 pub mod device;
+pub mod drivers;
 pub mod protocol;
 pub mod registry;
 pub mod sim;
 pub mod transport;
+pub mod udev_rules;
+pub mod usb;
 
 pub use device::ProtocolDevice;
 pub use registry::{DeviceRegistry, DeviceSlot};
@@ -60,6 +63,8 @@ pub enum DeviceError {
     Disconnected,
     #[error("the USB key did not answer in time")]
     Timeout,
+    #[error("the USB key is busy: too many commands are waiting for it")]
+    Busy,
     #[error("transport error: {0}")]
     Transport(String),
     #[error("the USB key sent a malformed answer: {0}")]

@@ -74,11 +74,9 @@ impl Host {
                 .ok_or(HostError::DeviceNotAttached(serial))?
         };
         let nonce = crate::attest::nonce_for(code, serial);
-        super::blocking(move || {
-            slot.with(|d| d.attest(&nonce))
-                .map_err(|e| HostError::device(serial, e))
-        })
-        .await
+        slot.run(move |d| d.attest(&nonce))
+            .await
+            .map_err(|e| HostError::device(serial, e))
     }
 
     /// Asks the centre for the current version of every licence, restoring onto this machine

@@ -25,20 +25,11 @@ impl Host {
     pub async fn attach_device(
         &self,
         device_id: String,
+        driver: &str,
         device: Box<dyn KeyDevice>,
     ) -> Result<DeviceSummary, HostError> {
         let slot = self.registry.attach(device_id.clone(), device);
-        let probe_slot = slot.clone();
-        let probed = blocking(move || {
-            Ok(
-                probe_slot.with(|d| -> Result<(DeviceInfo, Option<Vec<u8>>), DeviceError> {
-                    let info = d.info()?;
-                    let doc = if info.blank { None } else { d.read_licence()? };
-                    Ok((info, doc))
-                }),
-            )
-        })
-        .await?;
+        let probed = slot.run(probe).await;
         let key = match probed {
             Ok((info, doc)) => {
                 let (terms, open_error) = match doc {
@@ -47,6 +38,8 @@ impl Host {
                 };
                 UsbKey {
                     device_id: device_id.clone(),
+                    driver: driver.into(),
+                    describe: slot.describe().into(),
                     serial: info.serial,
                     firmware: info.firmware,
                     blank: info.blank,
@@ -57,6 +50,8 @@ impl Host {
             }
             Err(e) => UsbKey {
                 device_id: device_id.clone(),
+                driver: driver.into(),
+                describe: slot.describe().into(),
                 serial: 0,
                 firmware: String::new(),
                 blank: false,
@@ -85,6 +80,8 @@ impl Host {
     pub fn detach_device(&self, device_id: &str) -> bool {
         let known = self.registry.detach(device_id).is_some();
         let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
+        // A device that never said who it is leaves nothing worth listing.
+        usb.retain(|k| k.device_id != device_id || k.serial != 0);
         for k in usb.iter_mut().filter(|k| k.device_id == device_id) {
             k.slot = None;
         }
@@ -114,7 +111,7 @@ impl Host {
     /// Plugs in a simulated key (a new serial makes a blank).
     pub async fn sim_plug(&self, serial: u64) -> Result<DeviceSummary, HostError> {
         let dev = self.sim.plug(serial).map_err(sim_error)?;
-        self.attach_device(SimBus::device_id(serial), Box::new(dev))
+        self.attach_device(SimBus::device_id(serial), "sim", Box::new(dev))
             .await
     }
 
@@ -158,19 +155,15 @@ impl Host {
                     let slot = k.slot.clone().ok_or(HostError::DeviceNotAttached(serial))?;
                     (k.device_id.clone(), slot, !k.blank)
                 };
-                let dev_slot = slot.clone();
-                blocking(move || {
-                    dev_slot
-                        .with(|d| {
-                            if replace {
-                                d.replace_licence(&doc)
-                            } else {
-                                d.install_licence(&doc)
-                            }
-                        })
-                        .map_err(|e| HostError::device(serial, e))
+                slot.run(move |d| {
+                    if replace {
+                        d.replace_licence(&doc)
+                    } else {
+                        d.install_licence(&doc)
+                    }
                 })
-                .await?;
+                .await
+                .map_err(|e| HostError::device(serial, e))?;
                 // Re-probe so the table shows what the key now holds.
                 self.reprobe(device_id, slot).await?;
             }
@@ -183,17 +176,10 @@ impl Host {
         device_id: String,
         slot: std::sync::Arc<crate::hal::DeviceSlot>,
     ) -> Result<(), HostError> {
-        let probe = slot.clone();
-        let (info, doc) = blocking(move || {
-            probe
-                .with(|d| -> Result<_, DeviceError> {
-                    let info = d.info()?;
-                    let doc = if info.blank { None } else { d.read_licence()? };
-                    Ok((info, doc))
-                })
-                .map_err(|e| HostError::Internal(e.to_string()))
-        })
-        .await?;
+        let (info, doc) = slot
+            .run(probe)
+            .await
+            .map_err(|e| HostError::Internal(e.to_string()))?;
         let (terms, open_error) = match doc {
             Some(doc) => self.open_device_licence(&doc, info.serial),
             None => (None, None),
@@ -217,9 +203,65 @@ impl Host {
     }
 }
 
+/// What arrival asks a device: who it is, and the licence on it unless it is blank.
+fn probe(d: &mut dyn KeyDevice) -> Result<(DeviceInfo, Option<Vec<u8>>), DeviceError> {
+    let info = d.info()?;
+    let doc = if info.blank { None } else { d.read_licence()? };
+    Ok((info, doc))
+}
+
 fn sim_error(e: SimError) -> HostError {
     match e {
         SimError::Store(s) => HostError::Store(s),
         other => HostError::Invalid(other.to_string()),
+    }
+}
+
+/// One USB key as `keybridge devices` shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeviceRow {
+    pub id: String,
+    pub driver: String,
+    pub path: String,
+    pub serial: Option<u64>,
+    pub attached: bool,
+    pub blank: bool,
+    pub key_no: Option<u64>,
+    /// Why the key cannot be used, if it cannot.
+    pub error: Option<String>,
+}
+
+impl DeviceRow {
+    /// A word or two for people: ready, blank, not workable, unplugged.
+    pub fn state(&self) -> String {
+        match (&self.error, self.attached, self.blank, self.key_no) {
+            (_, false, _, _) => "unplugged".into(),
+            (Some(e), true, _, _) => format!("not workable: {e}"),
+            (None, true, true, _) => "blank".into(),
+            (None, true, false, Some(k)) => format!("ready, licence {k}"),
+            (None, true, false, None) => "ready".into(),
+        }
+    }
+}
+
+impl Host {
+    /// Every USB key (real and simulated) seen during this run, as it is now.
+    pub fn devices(&self) -> Vec<DeviceRow> {
+        let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+        let mut rows: Vec<DeviceRow> = usb
+            .iter()
+            .map(|k| DeviceRow {
+                id: k.device_id.clone(),
+                driver: k.driver.clone(),
+                path: k.describe.clone(),
+                serial: (k.serial != 0).then_some(k.serial),
+                attached: k.slot.is_some(),
+                blank: k.blank,
+                key_no: k.terms.as_ref().map(|t| t.key_no),
+                error: k.open_error.clone(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
     }
 }

@@ -20,6 +20,10 @@ pub(super) struct SoftwareKey {
 /// A USB key the host has seen during this run.
 pub(super) struct UsbKey {
     pub device_id: String,
+    /// The driver that claimed it (`sim` for a simulated key).
+    pub driver: String,
+    /// Transport and path, as the device describes itself.
+    pub describe: String,
     pub serial: u64,
     pub firmware: String,
     pub blank: bool,

@@ -69,13 +69,10 @@ impl Host {
                 })
                 .await
             }
-            Target::Device { serial, slot } => {
-                blocking(move || {
-                    slot.with(on_device)
-                        .map_err(|e| HostError::device(serial, e))
-                })
+            Target::Device { serial, slot } => slot
+                .run(on_device)
                 .await
-            }
+                .map_err(|e| HostError::device(serial, e)),
         }
     }
 

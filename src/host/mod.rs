@@ -8,6 +8,7 @@ mod computer_id;
 pub mod demo;
 mod devices;
 mod error;
+mod hotplug;
 mod keys;
 mod leases;
 mod memory;
@@ -15,7 +16,9 @@ pub mod sysinfo;
 
 pub use activation::ActivationInput;
 pub use computer_id::computer_id;
+pub use devices::DeviceRow;
 pub use error::HostError;
+pub use hotplug::{HotplugEvent, UsbWatchOptions};
 pub use keys::{KeyKind, LicenceEntry};
 pub use leases::{Connection, Opened, Session, SessionRequest};
 
@@ -55,6 +58,8 @@ pub struct Host {
     /// Serialises read-modify-write of software-key memory files.
     software_memory: Mutex<()>,
     centre: Option<centre_client::CentreClient>,
+    /// Real USB keys, once [`Host::start_usb`] has run.
+    usb_watch: std::sync::OnceLock<hotplug::UsbWatch>,
 }
 
 /// The simulator's image folder inside a data directory.
@@ -91,6 +96,7 @@ impl Host {
                 .as_deref()
                 .map(centre_client::CentreClient::new)
                 .transpose()?,
+            usb_watch: std::sync::OnceLock::new(),
         };
         host.reload_software_keys()?;
         Ok(host)

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod centre;
+pub mod umockdev;
 
 use rsa::pkcs1v15::{Signature, VerifyingKey};
 use rsa::pkcs8::DecodePublicKey;
@@ -152,6 +153,20 @@ impl Server {
 
     /// Starts a host on an existing test directory (after a kill, say).
     pub fn launch(dir: &Path, opts: &Opts) -> Server {
+        Server::launch_wrapped(dir, opts, &[])
+    }
+
+    /// Starts a host under a wrapper command (`umockdev-run … --`), in its own directory.
+    pub async fn start_wrapped(opts: Opts, wrapper: &[String]) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::launch_wrapped(&dir, &opts, wrapper);
+        s._tmp = Some(tmp);
+        s.wait_ready().await;
+        s
+    }
+
+    pub fn launch_wrapped(dir: &Path, opts: &Opts, wrapper: &[String]) -> Server {
         let data = dir.join("data");
         let config = dir.join("keybridge.toml");
         if !opts.config.is_empty() || !config.exists() {
@@ -162,7 +177,14 @@ impl Server {
             .append(true)
             .open(dir.join("server.log"))
             .expect("log");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
