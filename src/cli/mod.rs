@@ -153,6 +153,28 @@ pub enum SimCommand {
     },
     /// List simulated USB keys and whether each is plugged in.
     List(DataArgs),
+    /// Make a simulated key misbehave on its next command (for trying out failure handling).
+    Fault {
+        #[arg(long)]
+        serial: u64,
+        /// silent: stops answering mid-command; unplug: pulled out mid-command;
+        /// unplug-before-reply: pulled out after doing the command; bad-crc: answers with a
+        /// corrupted checksum.
+        kind: FaultKind,
+        /// For silent and unplug: how many reports of the command arrive first.
+        #[arg(long, default_value_t = 1)]
+        after_reports: u32,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FaultKind {
+    Silent,
+    Unplug,
+    UnplugBeforeReply,
+    BadCrc,
 }
 
 #[derive(Subcommand)]

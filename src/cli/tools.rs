@@ -1,6 +1,6 @@
 //! The small CLI commands: key, verify, licence import, sim, auth.
 
-use super::{CliResult, DataArgs, SimCommand};
+use super::{CliResult, DataArgs, FaultKind, SimCommand};
 use crate::control::{self, Command};
 use crate::crypto::{self, password::PasswordHash, PublicKey};
 use crate::licence::{self, Binding, TrustStore};
@@ -233,6 +233,24 @@ pub fn sim(cmd: SimCommand) -> CliResult {
         }
         SimCommand::Unplug { serial, data } => {
             println!("{}", answer(&data, Command::SimUnplug { serial })?.message);
+        }
+        SimCommand::Fault {
+            serial,
+            kind,
+            after_reports,
+            data,
+        } => {
+            use crate::hal::sim::SimFault;
+            let fault = match kind {
+                FaultKind::Silent => SimFault::Silent { after_reports },
+                FaultKind::Unplug => SimFault::Unplug { after_reports },
+                FaultKind::UnplugBeforeReply => SimFault::UnplugBeforeReply,
+                FaultKind::BadCrc => SimFault::BadCrc,
+            };
+            println!(
+                "{}",
+                answer(&data, Command::SimFault { serial, fault })?.message
+            );
         }
         SimCommand::List(data) => {
             let a = answer(&data, Command::SimList)?;

@@ -30,6 +30,11 @@ pub enum Command {
         serial: u64,
     },
     SimList,
+    /// Make simulated key `serial` misbehave on its next command.
+    SimFault {
+        serial: u64,
+        fault: crate::hal::sim::SimFault,
+    },
     /// The proof from USB key `serial` that it is genuine and blank, for activating `code`
     /// onto it (an offline activation request).
     AttestBlank {
@@ -128,6 +133,13 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
             Ok(a) => Answer::ok(
                 format!("USB key {serial} is attached, blank and genuine"),
                 serde_json::to_value(crate::centre::http::WireProof::from(&a)).unwrap_or_default(),
+            ),
+            Err(e) => Answer::err(e.to_string()),
+        },
+        Command::SimFault { serial, fault } => match host.sim_fault(serial, fault) {
+            Ok(()) => Answer::ok(
+                format!("simulated key {serial}: {fault:?} armed for its next command"),
+                Value::Null,
             ),
             Err(e) => Answer::err(e.to_string()),
         },

@@ -115,6 +115,15 @@ impl Host {
             .await
     }
 
+    /// Arms a fault in a plugged-in simulated key's next command (testing aid).
+    pub fn sim_fault(
+        &self,
+        serial: u64,
+        fault: crate::hal::sim::SimFault,
+    ) -> Result<(), HostError> {
+        self.sim.inject(serial, fault).map_err(sim_error)
+    }
+
     /// Pulls a simulated key out.
     pub fn sim_unplug(&self, serial: u64) -> Result<(), HostError> {
         self.sim.unplug(serial).map_err(sim_error)?;

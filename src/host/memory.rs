@@ -69,10 +69,14 @@ impl Host {
                 })
                 .await
             }
-            Target::Device { serial, slot } => slot
-                .run(on_device)
-                .await
-                .map_err(|e| HostError::device(serial, e)),
+            Target::Device { serial, slot } => {
+                let result = slot.run(on_device).await;
+                if let Err(crate::hal::DeviceError::Disconnected) = &result {
+                    // The key is gone: unusable at once, not at the next rescan.
+                    self.detach_device(slot.id());
+                }
+                result.map_err(|e| HostError::device(serial, e))
+            }
         }
     }
 

@@ -22,6 +22,23 @@ pub enum SimError {
     Store(#[from] StoreError),
 }
 
+/// A fault to inject into a simulated key's next command, for testing how the host copes
+/// with hardware that misbehaves. One-shot: it applies to one command, then clears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SimFault {
+    /// The key takes `after_reports` reports of the command, then ignores the rest and
+    /// never answers: it stopped answering mid-command.
+    Silent { after_reports: u32 },
+    /// The key is pulled out after `after_reports` reports of the command: it never sees
+    /// the whole command.
+    Unplug { after_reports: u32 },
+    /// The key carries out the command, then is pulled out before it answers.
+    UnplugBeforeReply,
+    /// The key carries out the command and answers with a corrupted CRC.
+    BadCrc,
+}
+
 /// The USB port a simulated key sits in: the firmware plus the report buffers in each
 /// direction, as the device's endpoints would hold them.
 struct Port {
@@ -29,6 +46,71 @@ struct Port {
     rx: Reassembler,
     tx: VecDeque<Report>,
     plugged: bool,
+    /// An armed fault, and how many reports of the faulty command have arrived.
+    fault: Option<(SimFault, u32)>,
+    /// Swallowing the rest of a command after a `Silent` fault.
+    swallowing: bool,
+}
+
+impl Port {
+    /// Applies an armed fault to the report arriving now. `true` means the report is taken
+    /// no further.
+    fn fault_takes(&mut self, report: &Report) -> bool {
+        use crate::hal::protocol::report::LAST;
+        if self.swallowing {
+            if report[0] & LAST != 0 {
+                self.swallowing = false;
+                self.rx.reset();
+            }
+            return true;
+        }
+        let Some((fault, seen)) = self.fault.as_mut() else {
+            return false;
+        };
+        let fault = *fault;
+        match fault {
+            SimFault::Silent { after_reports } | SimFault::Unplug { after_reports }
+                if *seen >= after_reports =>
+            {
+                self.fault = None;
+                self.rx.reset();
+                if matches!(fault, SimFault::Unplug { .. }) {
+                    self.plugged = false;
+                } else if report[0] & LAST == 0 {
+                    self.swallowing = true;
+                }
+                true
+            }
+            _ => {
+                *seen += 1;
+                false
+            }
+        }
+    }
+
+    /// Applies an armed fault to the reply of a command the firmware carried out.
+    fn fault_on_reply(&mut self, mut reply: Vec<u8>) -> Option<Vec<u8>> {
+        match self.fault {
+            Some((SimFault::UnplugBeforeReply, _)) => {
+                self.fault = None;
+                self.plugged = false;
+                None
+            }
+            Some((SimFault::BadCrc, _)) => {
+                self.fault = None;
+                if let Some(last) = reply.last_mut() {
+                    *last ^= 0xFF;
+                }
+                Some(reply)
+            }
+            // A command shorter than the fault's report count: it passes; the fault waits.
+            Some((SimFault::Silent { .. } | SimFault::Unplug { .. }, _)) => {
+                self.fault = None;
+                Some(reply)
+            }
+            None => Some(reply),
+        }
+    }
 }
 
 /// The in-process transport to one simulated key.
@@ -43,10 +125,20 @@ impl Transport for SimTransport {
         if !p.plugged {
             return Err(TransportError::Disconnected);
         }
+        if p.fault_takes(report) {
+            return if p.plugged {
+                Ok(())
+            } else {
+                Err(TransportError::Disconnected)
+            };
+        }
         match p.rx.push(report) {
             Ok(Some(frame)) => {
                 let reply = p.firmware.handle(&frame);
-                p.tx.extend(split(&reply));
+                match p.fault_on_reply(reply) {
+                    Some(reply) => p.tx.extend(split(&reply)),
+                    None => return Err(TransportError::Disconnected),
+                }
             }
             Ok(None) => {}
             // Real firmware drops a broken report stream and waits for a new first report.
@@ -55,14 +147,20 @@ impl Transport for SimTransport {
         Ok(())
     }
 
-    fn read_report(&mut self, _timeout: Duration) -> Result<Report, TransportError> {
-        let mut p = self.port.lock().unwrap_or_else(PoisonError::into_inner);
-        if !p.plugged {
-            return Err(TransportError::Disconnected);
+    fn read_report(&mut self, timeout: Duration) -> Result<Report, TransportError> {
+        {
+            let mut p = self.port.lock().unwrap_or_else(PoisonError::into_inner);
+            if !p.plugged {
+                return Err(TransportError::Disconnected);
+            }
+            if let Some(r) = p.tx.pop_front() {
+                return Ok(r);
+            }
         }
-        // The simulated firmware answers synchronously; nothing queued means it has nothing
-        // to say, which a real transport would see as a timeout.
-        p.tx.pop_front().ok_or(TransportError::Timeout)
+        // The simulated firmware answers synchronously, so nothing queued means it will say
+        // nothing: wait out the timeout as a real transport would, then say so.
+        std::thread::sleep(timeout);
+        Err(TransportError::Timeout)
     }
 
     fn describe(&self) -> String {
@@ -160,6 +258,8 @@ impl SimBus {
             rx: Reassembler::default(),
             tx: VecDeque::new(),
             plugged: true,
+            fault: None,
+            swallowing: false,
         }));
         ports.insert(serial, port.clone());
         Ok(ProtocolDevice::new(SimTransport { serial, port }))
@@ -177,9 +277,22 @@ impl SimBus {
         self.ports
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .copied()
+            .iter()
+            .filter(|(_, p)| p.lock().unwrap_or_else(PoisonError::into_inner).plugged)
+            .map(|(s, _)| *s)
             .collect()
+    }
+
+    /// Arms a fault for the next command to plugged-in key `serial`.
+    pub fn inject(&self, serial: u64, fault: SimFault) -> Result<(), SimError> {
+        let ports = self.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        let port = ports.get(&serial).ok_or(SimError::NotPlugged(serial))?;
+        let mut p = port.lock().unwrap_or_else(PoisonError::into_inner);
+        if !p.plugged {
+            return Err(SimError::NotPlugged(serial));
+        }
+        p.fault = Some((fault, 0));
+        Ok(())
     }
 
     /// The registry id of a simulated key.

@@ -6,5 +6,5 @@
 mod bus;
 mod firmware;
 
-pub use bus::{SimBus, SimError, SimTransport};
+pub use bus::{SimBus, SimError, SimFault, SimTransport};
 pub use firmware::{Firmware, FIRMWARE_VERSION, LICENCE_CAPACITY};
