@@ -42,6 +42,8 @@ const FOLLOW_UP: Duration = Duration::from_millis(200);
 /// Retry delays for a device that failed its probe: 1 s, 2 s, 4 s … up to 30 s.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How long one scan of the bus may take before the loop goes on without it.
+const SCAN_LIMIT: Duration = Duration::from_secs(10);
 
 fn retry_delay(attempt: u32) -> Duration {
     RETRY_FIRST
@@ -168,25 +170,34 @@ impl Watcher {
         }
     }
 
-    async fn look(&self) -> Vec<Found> {
+    /// What is on the bus now; `None` when it cannot be told (then nothing is let go).
+    async fn look(&self) -> Option<Vec<Found>> {
         let backend = self.backend.clone();
-        match tokio::task::spawn_blocking(move || backend.scan()).await {
+        let scan = tokio::task::spawn_blocking(move || backend.scan());
+        // A scan only reads sysfs; one that hangs must not stop removals from being handled.
+        let Ok(scanned) = tokio::time::timeout(SCAN_LIMIT, scan).await else {
+            tracing::error!("USB scan did not finish in {SCAN_LIMIT:?}; skipped");
+            return None;
+        };
+        match scanned {
             Ok(scan) => {
                 for e in &scan.errors {
                     tracing::warn!("USB scan: {e}");
                 }
-                scan.found
+                Some(scan.found)
             }
             Err(e) => {
                 tracing::error!("USB scan failed: {e}");
-                Vec::new()
+                None
             }
         }
     }
 
     /// Probes what is new; with `full`, also lets go of what is gone.
     async fn scan(&mut self, full: bool) {
-        let found = self.look().await;
+        let Some(found) = self.look().await else {
+            return;
+        };
         if full {
             let present: HashSet<&str> = found.iter().map(|f| f.id.as_str()).collect();
             let gone: Vec<String> = self
@@ -207,7 +218,16 @@ impl Watcher {
     }
 
     async fn retry_now(&mut self, due: Vec<String>) {
-        let found = self.look().await;
+        let Some(found) = self.look().await else {
+            // Try again later rather than spin on a bus that cannot be read.
+            let later = Instant::now() + RETRY_FIRST;
+            for id in &due {
+                if let Some(r) = self.retry.get_mut(id) {
+                    r.1 = later;
+                }
+            }
+            return;
+        };
         for id in due {
             if self.probing.contains(&id) {
                 continue;

@@ -51,6 +51,9 @@ pub fn device_id(devnode: &str) -> String {
 pub struct UsbBackend {
     drivers: DriverSet,
     hid: Mutex<Option<hidapi::HidApi>>,
+    /// A second hidapi context for opening devices, so an open that hangs on a broken device
+    /// never holds up the scans that notice other keys coming and going.
+    hid_open: Mutex<Option<hidapi::HidApi>>,
     usb: Option<rusb::Context>,
 }
 
@@ -81,6 +84,7 @@ impl UsbBackend {
         UsbBackend {
             drivers,
             hid: Mutex::new(None),
+            hid_open: Mutex::new(None),
             usb,
         }
     }
@@ -200,7 +204,12 @@ impl UsbBackend {
         }
         match &found.place {
             Place::Hidraw { path } => {
-                let guard = self.hid.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut guard = self.hid_open.lock().unwrap_or_else(PoisonError::into_inner);
+                if guard.is_none() {
+                    *guard = Some(
+                        hidapi::HidApi::new().map_err(|e| DeviceError::Transport(e.to_string()))?,
+                    );
+                }
                 let api = guard
                     .as_ref()
                     .ok_or_else(|| DeviceError::Transport("hidapi is unavailable".into()))?;
