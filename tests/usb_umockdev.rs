@@ -39,13 +39,36 @@ fn scripted_key(dir: &Path, data: &Path) -> Vec<umockdev::Wire> {
     setup.write_memory("", MEMORY).expect("memory");
     bus.unplug(SERIAL).expect("unplug");
 
-    umockdev::record(&sim_dir, SERIAL, |d| {
-        // What the host says on arrival, then one memory read.
-        let info = d.info().expect("info");
-        assert!(!info.blank);
-        d.read_licence().expect("licence").expect("a licence");
-        assert_eq!(d.read_memory("").expect("memory"), MEMORY);
-    })
+    umockdev::record(&sim_dir, SERIAL, probe_and_read_memory)
+}
+
+/// What the host says to the key on arrival (who are you, your licence), then one memory
+/// read. A reopened key hears it again from the start.
+fn probe_and_read_memory(d: &mut dyn KeyDevice) {
+    let info = d.info().expect("info");
+    assert!(!info.blank);
+    d.read_licence().expect("licence").expect("a licence");
+    assert_eq!(d.read_memory("").expect("memory"), MEMORY);
+}
+
+/// The same conversation once more, as after a replug.
+fn again(dir: &Path) -> Vec<umockdev::Wire> {
+    umockdev::record(&dir.join("scripted-sim"), SERIAL, probe_and_read_memory)
+}
+
+/// Starts a host under umockdev replaying `wire` on `bus`, with `[usb]` settings `usb`.
+async fn start(dir: &Path, bus: Bus, wire: &[umockdev::Wire], demo: bool, usb: &str) -> Server {
+    let bed = Testbed::new(&dir.join("umockdev"), bus, 0x1209, 0x0001, wire);
+    let mut s = Server::launch_wrapped(
+        dir,
+        &Opts {
+            demo,
+            config: format!("[usb]\nlibusb_hotplug = false\n{usb}"),
+        },
+        &bed.wrapper,
+    );
+    s.wait_ready().await;
+    s
 }
 
 async fn memory(s: &Server) -> Resp {
@@ -78,16 +101,7 @@ async fn serve_through(bus: Bus, extra_config: &str, file_name: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let wire = scripted_key(tmp.path(), &data);
-    let bed = Testbed::new(&tmp.path().join("umockdev"), bus, 0x1209, 0x0001, &wire);
-    let mut s = Server::launch_wrapped(
-        tmp.path(),
-        &Opts {
-            demo: false,
-            config: format!("[usb]\nlibusb_hotplug = false\n{extra_config}"),
-        },
-        &bed.wrapper,
-    );
-    s.wait_ready().await;
+    let s = start(tmp.path(), bus, &wire, false, extra_config).await;
 
     let l = wait_for_key(&s).await;
     assert_eq!(l["Workable"], true, "{l}\nlog:\n{}", s.log());
@@ -167,28 +181,8 @@ async fn hotplug_helper_removes_and_replugs_a_real_transport_key() {
     let data = tmp.path().join("data");
     let mut wire = scripted_key(tmp.path(), &data);
     // After the replug the host opens the key afresh and says the same again.
-    let again = umockdev::record(&tmp.path().join("scripted-sim"), SERIAL, |d| {
-        d.info().expect("info");
-        d.read_licence().expect("licence");
-        assert_eq!(d.read_memory("").expect("memory"), MEMORY);
-    });
-    wire.extend(again);
-    let bed = Testbed::new(
-        &tmp.path().join("umockdev"),
-        Bus::Hidraw,
-        0x1209,
-        0x0001,
-        &wire,
-    );
-    let mut s = Server::launch_wrapped(
-        tmp.path(),
-        &Opts {
-            demo: true,
-            config: "[usb]\nlibusb_hotplug = false\nrescan_seconds = 0\n".into(),
-        },
-        &bed.wrapper,
-    );
-    s.wait_ready().await;
+    wire.extend(again(tmp.path()));
+    let s = start(tmp.path(), Bus::Hidraw, &wire, true, "rescan_seconds = 0\n").await;
     assert_eq!(wait_for_key(&s).await["Workable"], true);
     let session = |client: &str, key: u64| json!({"KeyID": KEY_ID, "ClientSessionID": client, "AppName": "t", "KeyNo": key});
     assert_eq!(
@@ -278,22 +272,14 @@ async fn a_key_that_answers_garbage_is_reported_and_retried() {
     };
     // The host asks who the key is; the key answers with something that is no frame.
     let wire = vec![Wire::Out(info_request), Wire::In([0xEE; 64])];
-    let bed = Testbed::new(
-        &tmp.path().join("umockdev"),
-        Bus::Hidraw,
-        0x1209,
-        0x0001,
-        &wire,
-    );
-    let mut s = Server::launch_wrapped(
+    let s = start(
         tmp.path(),
-        &Opts {
-            demo: false,
-            config: "[usb]\nlibusb_hotplug = false\nrescan_seconds = 0\n".into(),
-        },
-        &bed.wrapper,
-    );
-    s.wait_ready().await;
+        Bus::Hidraw,
+        &wire,
+        false,
+        "rescan_seconds = 0\n",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let entry = loop {
         let all = s.get("/api/licences").await.json();
@@ -335,31 +321,15 @@ async fn periodic_rescan_finds_keys_without_events() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
     let mut wire = scripted_key(tmp.path(), &data);
-    wire.extend(umockdev::record(
-        &tmp.path().join("scripted-sim"),
-        SERIAL,
-        |d| {
-            d.info().expect("info");
-            d.read_licence().expect("licence");
-            assert_eq!(d.read_memory("").expect("memory"), MEMORY);
-        },
-    ));
-    let bed = Testbed::new(
-        &tmp.path().join("umockdev"),
-        Bus::Hidraw,
-        0x1209,
-        0x0001,
-        &wire,
-    );
-    let mut s = Server::launch_wrapped(
+    wire.extend(again(tmp.path()));
+    let s = start(
         tmp.path(),
-        &Opts {
-            demo: false,
-            config: "[usb]\nlibusb_hotplug = false\nrescan_seconds = 0.3\n".into(),
-        },
-        &bed.wrapper,
-    );
-    s.wait_ready().await;
+        Bus::Hidraw,
+        &wire,
+        false,
+        "rescan_seconds = 0.3\n",
+    )
+    .await;
     assert_eq!(wait_for_key(&s).await["Workable"], true);
     assert_eq!(memory(&s).await.json()["Value"], MEMORY);
     let out = s.cli(&["hotplug", "remove", "/dev/hidraw0"]);
