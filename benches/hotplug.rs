@@ -6,7 +6,7 @@
 mod umockdev;
 
 use keybridge::control::{self, Command, HotplugAction};
-use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::crypto::{KeyPair, LicenceKey};
 use keybridge::hal::sim::SimBus;
 use keybridge::hal::KeyDevice;
 use keybridge::host::DeviceRow;
@@ -27,7 +27,7 @@ fn main() {
     umockdev::require_umockdev();
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("data");
-    let centre = Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("centre");
+    let centre = LicenceKey::new(KeyPair::generate().expect("key"));
     std::fs::create_dir_all(data.join("trust")).expect("trust");
     std::fs::write(data.join("trust/c.pem"), centre.public_key().pem()).expect("trust");
     let doc = licence::sign(

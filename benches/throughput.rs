@@ -1,7 +1,7 @@
 //! Throughput of the host's hot paths, printed as figures: `cargo bench`.
 //! (Under `cargo test` this target only checks that it builds.)
 
-use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::crypto::{HostResponseKey, KeyPair, LicenceKey};
 use keybridge::hal::sim::SimBus;
 use keybridge::hal::KeyDevice;
 use keybridge::host::{Host, HostOptions, SessionRequest};
@@ -27,10 +27,12 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let signer = Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("signer");
+    let signer = HostResponseKey::new(KeyPair::generate().expect("key"));
     let body = vec![b'x'; 4096];
     rate("response signature (RSA-2048, 4 KiB body)", 2000, |_| {
-        signer.sign(&body).expect("sign");
+        signer
+            .sign_response(b"20240101120000", &body)
+            .expect("sign");
     });
 
     let dir = tempfile::tempdir().expect("tmp");
@@ -47,8 +49,9 @@ fn main() {
 
     let rt = tokio::runtime::Runtime::new().expect("rt");
     let data = tempfile::tempdir().expect("tmp");
+    let centre = LicenceKey::new(KeyPair::generate().expect("key"));
     let mut trust = TrustStore::default();
-    trust.add(signer.public_key().clone());
+    trust.add(centre.public_key().clone());
     let host = Host::new(HostOptions {
         data_dir: data.path().into(),
         computer_id: "0".repeat(40),
@@ -59,7 +62,7 @@ fn main() {
     })
     .expect("host");
     let terms = LicenceTerms::new(7_131_766, "672B", 5, Binding::Computer("0".repeat(40)));
-    let doc = keybridge::licence::sign(&terms, &signer).expect("sign");
+    let doc = keybridge::licence::sign(&terms, &centre).expect("sign");
     rt.block_on(host.install_licence(doc)).expect("install");
     let req = |id: String| SessionRequest {
         key_id: "672B".into(),

@@ -11,10 +11,10 @@
 //! * [`keymem`] — user-memory semantics (passwords, lockout) shared by the software-key store
 //!   and the simulated firmware.
 //! * [`crypto`] — server signing key, licence signatures, password hashing.
+//! * [`web`] — what both HTTP services share: the login gate and response signing.
 //! * [`control`] — the local Unix socket through which CLI commands reach a running host.
 
 pub mod api;
-pub mod attest;
 pub mod centre;
 pub mod cli;
 pub mod config;
@@ -26,6 +26,7 @@ pub mod keymem;
 pub mod licence;
 pub mod store;
 pub mod time;
+pub mod web;
 
 /// The version reported in `GET /api`, `serverinfo` and `Licence-ServerVersion`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

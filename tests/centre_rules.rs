@@ -6,11 +6,11 @@ mod common;
 use keybridge::centre::{
     ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product,
 };
-use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::crypto::{KeyPair, LicenceKey};
 use keybridge::licence::{self, Binding, Flags, Itn, TrustStore};
 
-fn signer() -> Signer {
-    Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("signer")
+fn signer() -> LicenceKey {
+    LicenceKey::new(KeyPair::generate().expect("key"))
 }
 
 fn product() -> Product {
@@ -43,7 +43,7 @@ fn req(code: &ActivationCode, binding: Binding) -> ActivationRequest {
 async fn scenario(url: &str) {
     let centre = std::sync::Arc::new(Centre::open(url, signer()).await.expect("open"));
     let mut trust = TrustStore::default();
-    trust.add(centre.signer().public_key().clone());
+    trust.add(centre.licence_key().public_key().clone());
 
     centre.add_product(&product()).await.expect("product");
     assert!(matches!(
@@ -240,7 +240,8 @@ async fn device_bindings_need_a_genuine_blank() {
         .issue_code(&CodeSpec::new("672B", 1))
         .await
         .expect("code");
-    let nonce = |serial| keybridge::attest::nonce_for(&code.to_string(), serial);
+    let nonce =
+        |serial| keybridge::hal::attest::offline_challenge(&code.to_string(), None, None, serial);
     let with_proof = |serial, proof| ActivationRequest {
         device_proof: proof,
         ..req(&code, Binding::Device(serial))
@@ -254,7 +255,9 @@ async fn device_bindings_need_a_genuine_blank() {
     // No proof; a proof for another code (nonce); another key's proof; a keyed key's proof.
     refused(centre.activate(&with_proof(900, None)).await);
     let stale = blank
-        .attest(&keybridge::attest::nonce_for("other", 900))
+        .attest(&keybridge::hal::attest::offline_challenge(
+            "other", None, None, 900,
+        ))
         .expect("attest");
     assert!(
         refused(centre.activate(&with_proof(900, Some(stale))).await).contains("does not verify")

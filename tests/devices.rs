@@ -170,10 +170,8 @@ async fn refused_licences_change_nothing() {
     assert!(stdout(&out).contains("bound to"), "{}", stdout(&out));
 
     // Signed by a centre this host does not trust.
-    let stranger = keybridge::crypto::Signer::from_pkcs8_pem(
-        &keybridge::crypto::generate_private_key_pem().expect("key"),
-    )
-    .expect("signer");
+    let stranger =
+        keybridge::crypto::LicenceKey::new(keybridge::crypto::KeyPair::generate().expect("key"));
     let untrusted = licence::sign(
         &terms(602, 1, Binding::Computer(COMPUTER_ID.into())),
         &stranger,

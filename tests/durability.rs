@@ -64,8 +64,7 @@ async fn kill_during_writes_leaves_old_or_new() {
         }
         // Replace a licence file over and over through the CLI (a separate process).
         let (srv, counts2, lf) = (server.clone(), counts.clone(), licence_file.clone());
-        let centre2 =
-            keybridge::store::keyfile::load(&srv.data.join("demo/centre-key.pem")).expect("centre");
+        let centre2 = srv.centre();
         writers.push(tokio::spawn(async move {
             for n in 1u32.. {
                 let doc = keybridge::licence::sign(

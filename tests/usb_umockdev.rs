@@ -6,7 +6,7 @@
 mod common;
 use common::umockdev::{self, Bus, Testbed};
 use common::*;
-use keybridge::crypto::{generate_private_key_pem, Signer};
+use keybridge::crypto::{KeyPair, LicenceKey};
 use keybridge::hal::sim::SimBus;
 use keybridge::hal::KeyDevice;
 use keybridge::keymem::LockPolicy;
@@ -23,7 +23,7 @@ const MEMORY: &str = "kept on the key";
 /// whose public key goes into the host's trust folder. Returns the recorded conversation
 /// of a host probing the key and reading its memory.
 fn scripted_key(dir: &Path, data: &Path) -> Vec<umockdev::Wire> {
-    let centre = Signer::from_pkcs8_pem(&generate_private_key_pem().expect("key")).expect("centre");
+    let centre = LicenceKey::new(KeyPair::generate().expect("key"));
     std::fs::create_dir_all(data.join("trust")).expect("trust dir");
     std::fs::write(
         data.join("trust/test-centre.pem"),

@@ -144,6 +144,17 @@ impl From<HostError> for ApiError {
     }
 }
 
+/// The spec's error body for a status, for layers that only know the status (the signing
+/// layer's refusals).
+pub fn plain_error(status: StatusCode, message: String) -> Response {
+    let exception = match status {
+        StatusCode::BAD_REQUEST => "EBadRequest",
+        s if s.is_server_error() => "EInternalError",
+        _ => "EHTTPError",
+    };
+    ApiError::new(status, exception, message).into_response()
+}
+
 /// Turns responses the framework makes by itself (405 from a route, a rejected body) into the
 /// spec's error body, so no response leaves without it.
 pub async fn normalise(req: Request, next: Next) -> Response {

@@ -10,13 +10,13 @@ mod memory;
 pub mod params;
 pub mod reply;
 mod sessions;
-pub mod signing;
 pub mod wire;
 
-pub use auth::Auth;
+pub use crate::web::login::Auth;
 
-use crate::crypto::Signer;
+use crate::crypto::HostResponseKey;
 use crate::host::Host;
+use crate::web::{login, signing};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// Shared state of the HTTP layer.
 pub struct AppState {
     pub host: Arc<Host>,
-    pub signer: Arc<Signer>,
+    pub signer: Arc<HostResponseKey>,
     pub auth: Auth,
     pub api_enabled: bool,
     pub server_version: String,
@@ -83,7 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // Layers run outermost last-added first: sign ← normalise ← enabled ← login ← handler.
     api.layer(middleware::from_fn_with_state(
         state.clone(),
-        auth::require_login::<AppState>,
+        login::require_login::<AppState>,
     ))
     .layer(middleware::from_fn_with_state(
         state.clone(),
@@ -91,10 +91,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     ))
     .layer(middleware::from_fn(error::normalise))
     .layer(middleware::from_fn_with_state(
-        Arc::new(signing::SigningKey {
-            signer: state.signer.clone(),
+        Arc::new(signing::HostSigning {
+            key: state.signer.clone(),
             server_version: state.server_version.clone(),
+            error: error::plain_error,
         }),
-        signing::sign,
+        signing::sign::<signing::HostSigning>,
     ))
 }

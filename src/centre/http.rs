@@ -1,13 +1,14 @@
-//! The centre over HTTP. Host-facing endpoints (activate, update, restore) answer signed, as
-//! the host's API does, so a host can tell a genuine centre answer; vendor administration
-//! (products, codes) needs Basic credentials. JSON here is the centre's own, snake_case;
-//! `docs/centre.md` describes it.
+//! The centre over HTTP. Every answer is signed with the centre's response key (labelled, over
+//! QueryID, status and body; `web::signing`), so a host can tell a genuine centre answer;
+//! vendor administration (products, codes) needs Basic credentials. The JSON a host exchanges
+//! with the centre is in [`super::wire`]; `docs/centre.md` describes it.
 
-use super::{ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product};
-use crate::api::auth::{require_login, LoginGate};
-use crate::api::signing::{self, SigningKey};
-use crate::api::Auth;
-use crate::licence::{Binding, Flags, Iec, Itn, KeyType};
+use super::wire::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
+use super::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
+use crate::crypto::CentreResponseKey;
+use crate::licence::{Flags, Iec, Itn, KeyType};
+use crate::web::login::{require_login, Auth, LoginGate};
+use crate::web::signing::{self, CentreSigning};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
@@ -21,6 +22,8 @@ use std::sync::Arc;
 pub struct CentreState {
     pub centre: Centre,
     pub admin: Auth,
+    /// Signs every HTTP answer; never licences.
+    pub response_key: Arc<CentreResponseKey>,
 }
 
 /// An error answer: `{"error": "...", "reason": "..."}` with a status.
@@ -79,138 +82,17 @@ fn bad(message: impl Into<String>) -> CentreReply {
     )
 }
 
-/// A binding on the wire: `{"computer": "<ComputerID>"}` or `{"device": <serial>}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WireBinding {
-    Computer(String),
-    Device(u64),
-}
-
-impl From<WireBinding> for Binding {
-    fn from(b: WireBinding) -> Binding {
-        match b {
-            WireBinding::Computer(c) => Binding::Computer(c),
-            WireBinding::Device(d) => Binding::Device(d),
-        }
-    }
-}
-
-impl From<&Binding> for WireBinding {
-    fn from(b: &Binding) -> WireBinding {
-        match b {
-            Binding::Computer(c) => WireBinding::Computer(c.clone()),
-            Binding::Device(d) => WireBinding::Device(*d),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ActivateBody {
-    pub code: String,
-    pub itn: Option<String>,
-    pub iec: Option<String>,
-    pub binding: WireBinding,
-    /// Required with a `device` binding.
-    #[serde(default)]
-    pub device_proof: Option<WireProof>,
-}
-
-/// A USB key's attestation on the wire; byte fields base64.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WireProof {
-    pub serial: u64,
-    pub blank: bool,
-    pub device_key: String,
-    pub certificate: String,
-    pub signature: String,
-}
-
-impl From<&crate::hal::Attestation> for WireProof {
-    fn from(a: &crate::hal::Attestation) -> WireProof {
-        use crate::crypto::b64;
-        WireProof {
-            serial: a.serial,
-            blank: a.blank,
-            device_key: b64(&a.device_key),
-            certificate: b64(&a.certificate),
-            signature: b64(&a.signature),
-        }
-    }
-}
-
-impl WireProof {
-    pub fn to_attestation(&self) -> Result<crate::hal::Attestation, String> {
-        let d = |s: &str, what: &str| {
-            crate::crypto::unb64(s).ok_or(format!("device_proof.{what} is not base64"))
-        };
-        Ok(crate::hal::Attestation {
-            serial: self.serial,
-            blank: self.blank,
-            device_key: d(&self.device_key, "device_key")?,
-            certificate: d(&self.certificate, "certificate")?,
-            signature: d(&self.signature, "signature")?,
-        })
-    }
-}
-
-/// The `format` of an offline activation request file.
-pub const REQUEST_FORMAT: &str = "keybridge-activation-request/1";
-
-/// An offline activation request: what a host would send online, in a file.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct OfflineRequest {
-    pub format: String,
-    #[serde(flatten)]
-    pub activation: ActivateBody,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LicenceRef {
-    pub key_id: String,
-    pub key_no: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct RestoreBody {
-    pub key_id: String,
-    pub key_no: u64,
-    pub binding: WireBinding,
-}
-
-/// A signed licence file, base64, as every host-facing endpoint returns it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LicenceBody {
-    pub licence: String,
-}
-
 fn licence_body(doc: &[u8]) -> Json<LicenceBody> {
     Json(LicenceBody {
         licence: crate::crypto::b64(doc),
     })
 }
 
-impl ActivateBody {
-    pub fn to_request(&self) -> Result<ActivationRequest, String> {
-        Ok(ActivationRequest {
-            code: ActivationCode::parse(&self.code).map_err(|e| e.to_string())?,
-            itn: self.itn.clone().map(Itn::try_from).transpose()?,
-            iec: self.iec.clone().map(Iec::try_from).transpose()?,
-            binding: self.binding.clone().into(),
-            device_proof: self
-                .device_proof
-                .as_ref()
-                .map(WireProof::to_attestation)
-                .transpose()?,
-        })
-    }
-}
-
 async fn activate(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<ActivateBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
-    let req = b.to_request().map_err(bad)?;
+    let req = ActivationRequest::from_wire(&b).map_err(bad)?;
     let (_, doc) = st.centre.activate(&req).await?;
     Ok(licence_body(&doc))
 }
@@ -422,11 +304,31 @@ async fn not_found() -> CentreReply {
     )
 }
 
-async fn public_key(State(st): State<Arc<CentreState>>) -> String {
-    st.centre.signer().public_key().pem().to_owned()
+async fn public_key(State(st): State<Arc<CentreState>>) -> Json<Value> {
+    Json(json!({
+        "licence_key": st.centre.licence_key().public_key().pem(),
+        "response_key": st.response_key.public_key().pem(),
+    }))
 }
 
-pub fn router(state: Arc<CentreState>, key: Arc<SigningKey>) -> Router {
+/// The centre's error body for a status, for layers that only know the status.
+pub fn plain_error(status: StatusCode, message: String) -> Response {
+    let reason = match status {
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    CentreReply(status, json!({"error": message, "reason": reason})).into_response()
+}
+
+pub fn router(state: Arc<CentreState>) -> Router {
+    let key = Arc::new(CentreSigning {
+        key: state.response_key.clone(),
+        server_version: crate::web::server_version_header(),
+        error: plain_error,
+    });
     let admin = Router::new()
         .route("/centre/v1/products", post(add_product))
         .route("/centre/v1/codes", post(issue_code).get(list_codes))
@@ -442,5 +344,8 @@ pub fn router(state: Arc<CentreState>, key: Arc<SigningKey>) -> Router {
         .merge(admin)
         .fallback(not_found)
         .with_state(state)
-        .layer(middleware::from_fn_with_state(key, signing::sign))
+        .layer(middleware::from_fn_with_state(
+            key,
+            signing::sign::<CentreSigning>,
+        ))
 }

@@ -8,11 +8,12 @@ mod db;
 pub use db::sqlite_url;
 pub mod http;
 mod rules;
+pub mod wire;
 
 pub use code::{ActivationCode, CodeError};
 pub use rules::{ActivationRequest, CodeSpec, CodeState, Product};
 
-use crate::crypto::Signer;
+use crate::crypto::LicenceKey;
 use crate::licence::LicenceError;
 use std::sync::Arc;
 use thiserror::Error;
@@ -53,10 +54,10 @@ pub enum CentreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// A centre: its database and its signing key.
+/// A centre: its database and its licence-issuing key.
 pub struct Centre {
     db: sqlx::AnyPool,
-    signer: Arc<Signer>,
+    licence_key: Arc<LicenceKey>,
     /// Public keys (`*.pem`) of the USB key manufacturers whose devices this centre binds
     /// licences to; read at each activation so a vendor can add one without a restart.
     manufacturers_dir: Option<std::path::PathBuf>,
@@ -65,11 +66,11 @@ pub struct Centre {
 impl Centre {
     /// Opens (creating if needed) the database at `url` — `sqlite:///path/centre.db` or
     /// `postgres://…` — and brings its schema up to date.
-    pub async fn open(url: &str, signer: Signer) -> Result<Centre, CentreError> {
+    pub async fn open(url: &str, licence_key: LicenceKey) -> Result<Centre, CentreError> {
         let db = db::connect(url).await?;
         Ok(Centre {
             db,
-            signer: Arc::new(signer),
+            licence_key: Arc::new(licence_key),
             manufacturers_dir: None,
         })
     }
@@ -90,7 +91,8 @@ impl Centre {
         trust.keys()
     }
 
-    pub fn signer(&self) -> &Arc<Signer> {
-        &self.signer
+    /// The key licences are signed with; hosts trust its public half.
+    pub fn licence_key(&self) -> &Arc<LicenceKey> {
+        &self.licence_key
     }
 }

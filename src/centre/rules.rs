@@ -89,6 +89,23 @@ pub struct ActivationRequest {
     pub device_proof: Option<crate::hal::Attestation>,
 }
 
+impl ActivationRequest {
+    /// The request a host's JSON (online, or in an offline request file) stands for.
+    pub fn from_wire(b: &super::wire::ActivateBody) -> Result<ActivationRequest, String> {
+        Ok(ActivationRequest {
+            code: ActivationCode::parse(&b.code).map_err(|e| e.to_string())?,
+            itn: b.itn.clone().map(Itn::try_from).transpose()?,
+            iec: b.iec.clone().map(Iec::try_from).transpose()?,
+            binding: b.binding.clone().into(),
+            device_proof: b
+                .device_proof
+                .as_ref()
+                .map(super::wire::WireProof::to_attestation)
+                .transpose()?,
+        })
+    }
+}
+
 fn binding_key(b: &Binding) -> String {
     match b {
         Binding::Computer(id) => format!("computer:{id}"),
@@ -337,8 +354,13 @@ impl Centre {
             let proof = req.device_proof.as_ref().ok_or_else(|| {
                 CentreError::Device("no proof from the USB key that it is genuine and blank".into())
             })?;
-            let nonce = crate::attest::nonce_for(&code, serial);
-            crate::attest::verify(proof, serial, &nonce, &self.manufacturers())
+            let challenge = crate::hal::attest::offline_challenge(
+                &code,
+                req.itn.as_ref().map(Itn::as_str),
+                req.iec.as_ref().map(Iec::as_str),
+                serial,
+            );
+            crate::hal::attest::verify(proof, serial, &challenge, &self.manufacturers())
                 .map_err(|e| CentreError::Device(e.to_string()))?;
         }
         let mut tx = self.db.begin().await?;
@@ -408,7 +430,7 @@ impl Centre {
             .await?;
         let terms = terms_from_row(&row)?;
         tx.commit().await?;
-        let doc = licence::sign(&terms, &self.signer)?;
+        let doc = licence::sign(&terms, &self.licence_key)?;
         Ok((terms, doc))
     }
 
@@ -431,7 +453,7 @@ impl Centre {
             key_no,
         })?;
         let terms = terms_from_row(&row)?;
-        let doc = licence::sign(&terms, &self.signer)?;
+        let doc = licence::sign(&terms, &self.licence_key)?;
         Ok((terms, doc))
     }
 

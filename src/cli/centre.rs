@@ -1,12 +1,12 @@
 //! `keybridge centre …`: run the licensing centre, and administer it on its own machine.
 
 use super::CliResult;
-use crate::api::signing::SigningKey;
-use crate::api::Auth;
 use crate::centre::http::{self, CentreState, CodeBody, ProductBody};
-use crate::centre::{self, Centre};
+use crate::centre::{self, wire, Centre};
 use crate::crypto::password::PasswordHash;
+use crate::crypto::{CentreResponseKey, LicenceKey};
 use crate::store::keyfile;
+use crate::web::login::Auth;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_CENTRE_LISTEN: &str = "127.0.0.1:9100";
+/// The licence-issuing key (its name predates the response key, and hosts trust it already).
+pub const LICENCE_KEY_FILE: &str = "centre-key.pem";
+/// The key that signs the centre's HTTP answers.
+pub const RESPONSE_KEY_FILE: &str = "centre-response-key.pem";
 
 #[derive(Args, Clone)]
 pub struct CentreData {
@@ -80,8 +84,14 @@ pub enum CentreCommand {
     },
     /// List activation codes and their state.
     CodeList(CentreData),
-    /// Print the centre's public key (PEM): hosts trust licences signed by it.
-    KeyPublic(CentreData),
+    /// Print the centre's public licence key (PEM): hosts trust licences signed by it. With
+    /// --response, the key that signs the centre's HTTP answers (`[centre] response_key`).
+    KeyPublic {
+        #[arg(long)]
+        response: bool,
+        #[command(flatten)]
+        data: CentreData,
+    },
 }
 
 impl CentreData {
@@ -98,12 +108,19 @@ impl CentreData {
 
     async fn open(&self) -> Result<Centre, String> {
         crate::store::atomic::ensure_dir(&self.manufacturers()).map_err(|e| e.to_string())?;
-        let signer = keyfile::load_or_create(&self.data.join("centre-key.pem"))
+        let key = keyfile::load_or_create(&self.data.join(LICENCE_KEY_FILE))
             .map_err(|e| e.to_string())?;
-        let centre = Centre::open(&self.url(), signer)
+        let centre = Centre::open(&self.url(), LicenceKey::new(key))
             .await
             .map_err(|e| e.to_string())?;
         Ok(centre.with_manufacturers(self.manufacturers()))
+    }
+
+    /// The key that signs the centre's HTTP answers (never licences).
+    fn response_key(&self) -> Result<CentreResponseKey, String> {
+        keyfile::load_or_create(&self.data.join(RESPONSE_KEY_FILE))
+            .map(CentreResponseKey::new)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -119,13 +136,8 @@ pub async fn serve_centre(
     state: Arc<CentreState>,
     listener: tokio::net::TcpListener,
 ) -> std::io::Result<()> {
-    let key = Arc::new(SigningKey {
-        signer: state.centre.signer().clone(),
-        server_version: crate::api::signing::server_version_header(),
-    });
     // Peer addresses, so failed admin logins are throttled per client.
-    let app =
-        http::router(state, key).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).await
 }
 
@@ -150,7 +162,8 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
-                let state = Arc::new(CentreState { centre, admin });
+                let response_key = Arc::new(data.response_key()?);
+                let state = Arc::new(CentreState { centre, admin, response_key });
                 serve_centre(state, listener).await.map_err(|e| e.to_string())?;
             }
             CentreCommand::ProductAdd { product, data } => {
@@ -169,12 +182,12 @@ pub fn run(cmd: CentreCommand) -> CliResult {
             }
             CentreCommand::Fulfil { request, out, data } => {
                 let text = std::fs::read(&request).map_err(|e| format!("{}: {e}", request.display()))?;
-                let r: http::OfflineRequest = serde_json::from_slice(&text)
+                let r: wire::OfflineRequest = serde_json::from_slice(&text)
                     .map_err(|e| format!("{}: not an activation request: {e}", request.display()))?;
-                if r.format != http::REQUEST_FORMAT {
-                    return Err(format!("{}: format {:?}, expected {:?}", request.display(), r.format, http::REQUEST_FORMAT));
+                if r.format != wire::REQUEST_FORMAT {
+                    return Err(format!("{}: format {:?}, expected {:?}", request.display(), r.format, wire::REQUEST_FORMAT));
                 }
-                let req = r.activation.to_request()?;
+                let req = centre::ActivationRequest::from_wire(&r.activation)?;
                 let (terms, doc) = data.open().await?.activate(&req).await.map_err(|e| e.to_string())?;
                 crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
                 println!("licence {}.{} for {} written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
@@ -190,8 +203,12 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                     }
                 }
             }
-            CentreCommand::KeyPublic(data) => {
-                print!("{}", data.open().await?.signer().public_key().pem());
+            CentreCommand::KeyPublic { response, data } => {
+                if response {
+                    print!("{}", data.response_key()?.public_key().pem());
+                } else {
+                    print!("{}", data.open().await?.licence_key().public_key().pem());
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

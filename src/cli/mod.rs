@@ -1,6 +1,7 @@
 //! The `keybridge` command line.
 
 pub(crate) mod centre;
+mod demo;
 mod serve;
 mod tools;
 mod usb;

@@ -1,12 +1,13 @@
 //! `keybridge serve`: builds the host from config and flags and serves the API.
 
-use super::{CliResult, DataArgs};
+use super::{demo, CliResult, DataArgs};
 use crate::api::{self, AppState, Auth};
 use crate::centre::http::CentreState;
 use crate::centre::{self, Centre};
 use crate::config::{Config, DEFAULT_LISTEN};
 use crate::crypto::password::PasswordHash;
-use crate::host::{self, demo, Host, HostOptions};
+use crate::crypto::HostResponseKey;
+use crate::host::{self, Host, HostOptions};
 use crate::licence::TrustStore;
 use crate::store::keyfile;
 use clap::Args;
@@ -88,10 +89,10 @@ async fn serve(
     // Absolute, so FileName in the API and paths in logs are unambiguous.
     let data_dir =
         &std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
-    let signer = Arc::new(
+    let signer = Arc::new(HostResponseKey::new(
         keyfile::load_or_create(&data_dir.join(keyfile::SERVER_KEY_FILE))
             .map_err(|e| e.to_string())?,
-    );
+    ));
     let computer_id = host::computer_id(config.computer_id.as_deref())?;
     let demo_centre = if demo_mode {
         Some(start_demo_centre(data_dir).await?)
@@ -167,7 +168,7 @@ async fn serve(
             Duration::from_secs(config.api.login_window_seconds),
         ),
         api_enabled: config.api.enabled,
-        server_version: api::signing::server_version_header(),
+        server_version: crate::web::server_version_header(),
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -192,7 +193,7 @@ async fn serve(
 
 /// Runs the demo centre in-process on a loopback port; returns it and its URL.
 async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String), String> {
-    let signer = demo::prepare_centre(data_dir).map_err(|e| e.to_string())?;
+    let (signer, response_key) = demo::prepare_centre(data_dir).map_err(|e| e.to_string())?;
     // The demo centre trusts the simulator's factory as a manufacturer of USB keys.
     let centre = Centre::open(&centre::sqlite_url(&demo::centre_db(data_dir)), signer)
         .await
@@ -209,7 +210,11 @@ async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String)
         10,
         Duration::from_secs(60),
     );
-    let state = Arc::new(CentreState { centre, admin });
+    let state = Arc::new(CentreState {
+        centre,
+        admin,
+        response_key: Arc::new(response_key),
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("demo centre: {e}"))?;

@@ -103,7 +103,7 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
     let sig = crypto::unb64(&sig).ok_or("the signature is not base64")?;
     let mut message = qid.unwrap_or_default().into_bytes();
     message.extend_from_slice(&body);
-    match key.verify(&message, &sig) {
+    match key.verify_raw(&message, &sig) {
         Ok(()) => {
             println!("signature OK (key {})", key.fingerprint());
             Ok(ExitCode::SUCCESS)
@@ -174,16 +174,22 @@ pub fn licence_request(
     out: &Path,
     d: &DataArgs,
 ) -> CliResult {
-    use crate::centre::http::{ActivateBody, OfflineRequest, WireBinding, REQUEST_FORMAT};
+    use crate::centre::wire::{ActivateBody, OfflineRequest, WireBinding, REQUEST_FORMAT};
     // The same local checks as the online path: a typo never reaches the vendor.
     let code = crate::centre::ActivationCode::parse(code).map_err(|e| e.to_string())?;
     let itn = itn.map(crate::licence::Itn::try_from).transpose()?;
     let iec = iec.map(crate::licence::Iec::try_from).transpose()?;
     let (binding, device_proof) = match blank_key_no {
         Some(serial) => {
+            let challenge = crate::hal::attest::offline_challenge(
+                &code.to_string(),
+                itn.as_ref().map(crate::licence::Itn::as_str),
+                iec.as_ref().map(crate::licence::Iec::as_str),
+                serial,
+            );
             let cmd = Command::AttestBlank {
                 serial,
-                code: code.to_string(),
+                challenge: hex::encode(challenge),
             };
             let a = answer(d, cmd)?;
             let proof = serde_json::from_value(a.data).map_err(|e| format!("device proof: {e}"))?;

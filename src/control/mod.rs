@@ -35,11 +35,11 @@ pub enum Command {
         serial: u64,
         fault: crate::hal::sim::SimFault,
     },
-    /// The proof from USB key `serial` that it is genuine and blank, for activating `code`
-    /// onto it (an offline activation request).
+    /// The proof from USB key `serial` that it is genuine and blank, answering `challenge`
+    /// (64 hex digits; an offline activation request's, `hal::attest::offline_challenge`).
     AttestBlank {
         serial: u64,
-        code: String,
+        challenge: String,
     },
     /// A signed licence file, base64.
     InstallLicence {
@@ -129,13 +129,20 @@ async fn execute(host: &Host, cmd: Command) -> Answer {
                 Value::Array(rows),
             )
         }
-        Command::AttestBlank { serial, code } => match host.attest_blank(serial, &code).await {
-            Ok(a) => Answer::ok(
-                format!("USB key {serial} is attached, blank and genuine"),
-                serde_json::to_value(crate::centre::http::WireProof::from(&a)).unwrap_or_default(),
-            ),
-            Err(e) => Answer::err(e.to_string()),
-        },
+        Command::AttestBlank { serial, challenge } => {
+            let mut c = [0u8; 32];
+            if hex::decode_to_slice(&challenge, &mut c).is_err() {
+                return Answer::err("the challenge must be 64 hex digits");
+            }
+            match host.attest_blank(serial, c).await {
+                Ok(a) => Answer::ok(
+                    format!("USB key {serial} is attached, blank and genuine"),
+                    serde_json::to_value(crate::centre::wire::WireProof::from(&a))
+                        .unwrap_or_default(),
+                ),
+                Err(e) => Answer::err(e.to_string()),
+            }
+        }
         Command::SimFault { serial, fault } => match host.sim_fault(serial, fault) {
             Ok(()) => Answer::ok(
                 format!("simulated key {serial}: {fault:?} armed for its next command"),

@@ -1,7 +1,7 @@
 //! Password hashes for the API's Basic-auth credentials: PBKDF2-HMAC-SHA256 in the text form
 //! `pbkdf2-sha256$ITERATIONS$SALT_B64$HASH_B64`, so a config file can hold one.
 
-use ring::pbkdf2;
+use aws_lc_rs::pbkdf2;
 use std::num::NonZeroU32;
 
 const DEFAULT_ITERATIONS: u32 = 100_000;
@@ -21,9 +21,7 @@ pub struct BadPasswordHash;
 impl PasswordHash {
     /// Hashes `password` with a fresh random salt.
     pub fn new(password: &str) -> Self {
-        use rand::RngCore;
-        let mut salt = vec![0u8; 16];
-        rand::thread_rng().fill_bytes(&mut salt);
+        let salt = super::random_bytes::<16>().to_vec();
         let iterations = NonZeroU32::new(DEFAULT_ITERATIONS).unwrap_or(NonZeroU32::MIN);
         let mut hash = vec![0u8; 32];
         pbkdf2::derive(

@@ -6,6 +6,7 @@
 //! key ([`sim`]) is the device side of that same protocol, so tests drive the real codec.
 //! The hal knows devices, never licence rules: a licence is opaque bytes here.
 
+pub mod attest;
 pub mod device;
 pub mod drivers;
 pub mod protocol;

@@ -4,7 +4,7 @@
 
 use super::keys::KeyKind;
 use super::{Host, HostError, LicenceEntry};
-use crate::centre::http::ActivateBody;
+use crate::centre::wire::ActivateBody;
 use crate::centre::ActivationCode;
 use crate::hal::Attestation;
 use crate::licence::{Binding, Iec, Itn};
@@ -32,10 +32,18 @@ impl Host {
             ActivationCode::parse(&input.code).map_err(|e| HostError::Invalid(e.to_string()))?;
         let (binding, proof) = match input.blank_key_no {
             None => (Binding::Computer(self.computer_id.clone()), None),
-            Some(serial) => (
-                Binding::Device(serial),
-                Some(self.attest_blank(serial, &code.to_string()).await?),
-            ),
+            Some(serial) => {
+                let challenge = crate::hal::attest::offline_challenge(
+                    &code.to_string(),
+                    input.itn.as_ref().map(Itn::as_str),
+                    input.iec.as_ref().map(Iec::as_str),
+                    serial,
+                );
+                (
+                    Binding::Device(serial),
+                    Some(self.attest_blank(serial, challenge).await?),
+                )
+            }
         };
         let body = ActivateBody {
             code: code.to_string(),
@@ -62,9 +70,13 @@ impl Host {
         Ok(Binding::Device(serial))
     }
 
-    /// The proof from blank USB key `serial` that it is genuine and blank, for activating
-    /// `code` onto it.
-    pub async fn attest_blank(&self, serial: u64, code: &str) -> Result<Attestation, HostError> {
+    /// The proof from blank USB key `serial` that it is genuine and blank, answering
+    /// `challenge` (`hal::attest`).
+    pub async fn attest_blank(
+        &self,
+        serial: u64,
+        challenge: [u8; 32],
+    ) -> Result<Attestation, HostError> {
         self.blank_binding(serial)?;
         let slot = {
             let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
@@ -73,8 +85,7 @@ impl Host {
                 .and_then(|k| k.slot.clone())
                 .ok_or(HostError::DeviceNotAttached(serial))?
         };
-        let nonce = crate::attest::nonce_for(code, serial);
-        slot.run(move |d| d.attest(&nonce))
+        slot.run(move |d| d.attest(&challenge))
             .await
             .map_err(|e| HostError::device(serial, e))
     }

@@ -1,7 +1,7 @@
 //! The host's side of talking to a licensing centre over HTTP (`docs/centre.md`).
 
 use super::HostError;
-use crate::centre::http::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
+use crate::centre::wire::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
 use crate::licence::Binding;
 use serde::Serialize;
 use std::time::Duration;

@@ -5,7 +5,6 @@
 mod activation;
 mod centre_client;
 mod computer_id;
-pub mod demo;
 mod devices;
 mod error;
 mod hotplug;

@@ -10,19 +10,25 @@ mod trust;
 pub use terms::{Binding, Flags, Iec, Itn, KeyType, LicenceTerms, Validity};
 pub use trust::TrustStore;
 
-use crate::crypto::{self, Signer};
+use crate::crypto::{self, LicenceKey};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The `format` value of licence files this build reads and writes.
-pub const FORMAT: &str = "keybridge-licence/1";
+pub const FORMAT: &str = "keybridge-licence/2";
+/// Licence files of format 1 were signed over the bare payload, before purpose labels; they
+/// are never trusted again (a signing oracle of the past could have made them) and are
+/// re-issued through update (`docs/licence-format.md`).
+pub const FORMAT_V1: &str = "keybridge-licence/1";
 /// The format version as `GET /api/licences` reports it in `Version`.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: &str = "2";
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LicenceError {
     #[error("not a keybridge licence file: {0}")]
     Format(String),
+    #[error("licence file format 1 is no longer accepted (its signature carries no purpose label); `keybridge licence update` or POST /api/licences/update re-issues it from the centre")]
+    Superseded,
     #[error("signed by an untrusted key (fingerprint {0}); add the centre's public key to the host's trusted keys")]
     UntrustedSigner(String),
     #[error("the licence signature does not verify: the file was altered or damaged")]
@@ -38,6 +44,7 @@ pub enum LicenceError {
 /// The outer envelope of a licence file. The payload is kept as the exact bytes that were
 /// signed, so no JSON canonicalisation is needed to check it.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Envelope {
     format: String,
     signer: String,
@@ -45,12 +52,12 @@ struct Envelope {
     signature: String,
 }
 
-/// Signs `terms` with a centre key and returns the licence file's bytes.
-pub fn sign(terms: &LicenceTerms, centre: &Signer) -> Result<Vec<u8>, LicenceError> {
+/// Signs `terms` with a centre's licence key and returns the licence file's bytes.
+pub fn sign(terms: &LicenceTerms, centre: &LicenceKey) -> Result<Vec<u8>, LicenceError> {
     terms.validate()?;
     let payload = serde_json::to_vec(terms).map_err(|e| LicenceError::Signing(e.to_string()))?;
     let signature = centre
-        .sign(&payload)
+        .sign_licence(&payload)
         .map_err(|e| LicenceError::Signing(e.to_string()))?;
     let env = Envelope {
         format: FORMAT.into(),
@@ -64,12 +71,16 @@ pub fn sign(terms: &LicenceTerms, centre: &Signer) -> Result<Vec<u8>, LicenceErr
     Ok(out)
 }
 
-/// Opens a licence file: checks the envelope, that a trusted centre signed it, and the terms.
-/// The binding is checked separately ([`LicenceTerms::check_binding`]) since only the caller
-/// knows which machine or device it is on.
+/// Opens a licence file: checks the envelope, that a trusted centre signed it for this
+/// purpose, and the terms. The binding is checked separately
+/// ([`LicenceTerms::check_binding`]) since only the caller knows which machine or device it
+/// is on.
 pub fn open(bytes: &[u8], trust: &TrustStore) -> Result<LicenceTerms, LicenceError> {
     let env: Envelope =
         serde_json::from_slice(bytes).map_err(|e| LicenceError::Format(e.to_string()))?;
+    if env.format == FORMAT_V1 {
+        return Err(LicenceError::Superseded);
+    }
     if env.format != FORMAT {
         return Err(LicenceError::Format(format!(
             "format {:?}, expected {FORMAT:?}",
@@ -83,10 +94,47 @@ pub fn open(bytes: &[u8], trust: &TrustStore) -> Result<LicenceTerms, LicenceErr
         .ok_or_else(|| LicenceError::Format("payload is not base64".into()))?;
     let sig = crypto::unb64(&env.signature)
         .ok_or_else(|| LicenceError::Format("signature is not base64".into()))?;
-    key.verify(&payload, &sig)
+    key.verify_labelled(crypto::Label::Licence, &[&payload], &sig)
         .map_err(|_| LicenceError::BadSignature)?;
     let terms: LicenceTerms =
         serde_json::from_slice(&payload).map_err(|e| LicenceError::Invalid(e.to_string()))?;
     terms.validate()?;
     Ok(terms)
+}
+
+/// What an unverified licence file of any format claims about itself: which key it is and
+/// the activation code it came from. Trusted for nothing; the host only uses it to ask the
+/// centre to re-issue a superseded (format 1) file, and the centre checks the claim against
+/// its own records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key_id: String,
+    pub key_no: u64,
+    pub activation_code: String,
+    pub itn: Option<String>,
+    pub iec: Option<String>,
+}
+
+pub fn claim(bytes: &[u8]) -> Option<Claim> {
+    #[derive(Deserialize)]
+    struct Loose {
+        payload: String,
+    }
+    #[derive(Deserialize)]
+    struct LooseTerms {
+        key_id: String,
+        key_no: u64,
+        activation_code: String,
+        itn: Option<String>,
+        iec: Option<String>,
+    }
+    let env: Loose = serde_json::from_slice(bytes).ok()?;
+    let t: LooseTerms = serde_json::from_slice(&crypto::unb64(&env.payload)?).ok()?;
+    Some(Claim {
+        key_id: t.key_id,
+        key_no: t.key_no,
+        activation_code: t.activation_code,
+        itn: t.itn,
+        iec: t.iec,
+    })
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Where a licence may be used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Binding {
     /// A software key on the machine with this ComputerID.
     Computer(String),
@@ -162,6 +162,7 @@ impl<'de> Deserialize<'de> for Flags {
 /// (`spec/licence-server-api.md` §4.4); derived values (ExpireDate, DaysLeft, Expired) are not
 /// stored but computed by [`LicenceTerms::validity`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LicenceTerms {
     pub key_no: u64,
     pub key_id: String,
@@ -209,6 +210,21 @@ pub struct Validity {
 }
 
 const DAY_MS: i64 = 86_400_000;
+/// Most licences one key may hold.
+pub const MAX_LICENCE_COUNT: u32 = 1_000_000;
+/// Longest validity: 100 years.
+pub const MAX_PERIOD_DAYS: u32 = 36_525;
+
+fn min_date() -> Timestamp {
+    Timestamp::UNIX_EPOCH
+}
+
+fn max_date() -> Timestamp {
+    chrono::NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|n| n.and_utc())
+        .unwrap_or(Timestamp::MAX_UTC)
+}
 
 impl LicenceTerms {
     /// Terms for a main key with `count` licences, activated now, without an end date, with
@@ -249,23 +265,75 @@ impl LicenceTerms {
         }
     }
 
-    /// Rejects terms no centre should sign and no host should use.
+    /// Rejects terms no centre should sign and no host should use: every number within
+    /// what the wire, the centre's database and date arithmetic can hold, so no later step
+    /// can overflow or panic on a licence that passed.
     pub fn validate(&self) -> Result<(), LicenceError> {
-        let bad = |m: &str| Err(LicenceError::Invalid(m.into()));
-        if self.key_no == 0 {
-            return bad("KeyNo must be positive");
+        let bad = |m: String| Err(LicenceError::Invalid(m));
+        let max_id = i64::MAX as u64;
+        if self.key_no == 0 || self.key_no > max_id {
+            return bad(format!("KeyNo must be between 1 and {max_id}"));
+        }
+        if self.reg_no > max_id {
+            return bad(format!("RegNo must be at most {max_id}"));
         }
         if self.key_id.is_empty()
             || self.key_id.len() > 16
             || !self.key_id.bytes().all(|b| b.is_ascii_alphanumeric())
         {
-            return bad("KeyID must be 1-16 letters or digits");
+            return bad("KeyID must be 1-16 letters or digits".into());
         }
-        if self.article_name.chars().count() > 100 {
-            return bad("ArticleName is limited to 100 characters");
+        if self.licence_count == 0 || self.licence_count > MAX_LICENCE_COUNT {
+            return bad(format!(
+                "LicenceCount must be between 1 and {MAX_LICENCE_COUNT}"
+            ));
+        }
+        if self.period > MAX_PERIOD_DAYS {
+            return bad(format!(
+                "Period must be at most {MAX_PERIOD_DAYS} days (0 = no end)"
+            ));
+        }
+        for (name, value, max) in [
+            ("ProductName", Some(&self.product_name), 256),
+            ("Article", Some(&self.article), 64),
+            ("ArticleName", Some(&self.article_name), 100),
+            (
+                "ProductVersionName",
+                self.product_version_name.as_ref(),
+                256,
+            ),
+            ("ActivationCode", Some(&self.activation_code), 64),
+            ("Message", self.message.as_ref(), 4096),
+        ] {
+            if value.is_some_and(|v| v.chars().count() > max) {
+                return bad(format!("{name} is limited to {max} characters"));
+            }
         }
         if self.message_type.is_some_and(|t| t > 2) {
-            return bad("MessageType must be 0, 1 or 2");
+            return bad("MessageType must be 0, 1 or 2".into());
+        }
+        if self.support_type.is_some_and(|t| t > 2) {
+            return bad("SupportType must be 0, 1 or 2".into());
+        }
+        for (name, t) in [
+            ("ActivationDate", Some(self.activation_date)),
+            ("StartDate", self.start_date),
+            ("SupportDate", self.support_date),
+            ("SupportEndDate", self.support_end_date),
+            ("IndustrySupportDate", self.industry_support_date),
+            ("IndustrySupportEndDate", self.industry_support_end_date),
+            ("UpdateDate", self.update_date),
+        ] {
+            if t.is_some_and(|t| !(min_date()..=max_date()).contains(&t)) {
+                return bad(format!("{name} must lie between the years 1970 and 9999"));
+            }
+        }
+        match &self.binding {
+            Binding::Computer(id) if id.is_empty() || id.len() > 128 => {
+                return bad("the ComputerID of the binding must be 1-128 characters".into())
+            }
+            Binding::Device(0) => return bad("the USB key serial of the binding is 0".into()),
+            _ => {}
         }
         Ok(())
     }
@@ -285,8 +353,12 @@ impl LicenceTerms {
     /// End date, days left and expiry at `now`.
     pub fn validity(&self, now: Timestamp) -> Validity {
         let start = self.start_date.unwrap_or(self.activation_date);
-        let expire_date =
-            (self.period > 0).then(|| start + chrono::Duration::days(i64::from(self.period)));
+        // Validated terms cannot overflow here; unvalidated ones saturate instead of panicking.
+        let expire_date = (self.period > 0).then(|| {
+            start
+                .checked_add_signed(chrono::Duration::days(i64::from(self.period)))
+                .unwrap_or(max_date())
+        });
         let days_left = expire_date.map(|e| {
             let ms = (e - now).num_milliseconds();
             if ms <= 0 {
@@ -324,6 +396,45 @@ mod tests {
         let back: Flags = serde_json::from_str(&s).expect("de");
         assert_eq!(back, f);
         assert!(serde_json::from_str::<Flags>("\"102\"").is_err());
+    }
+
+    #[test]
+    fn out_of_range_terms_are_refused() {
+        let ok = LicenceTerms::new(1, "672B", 1, Binding::Device(5));
+        assert!(ok.validate().is_ok());
+        for t in [
+            LicenceTerms {
+                licence_count: 0,
+                ..ok.clone()
+            },
+            LicenceTerms {
+                period: u32::MAX,
+                ..ok.clone()
+            },
+            LicenceTerms {
+                key_no: u64::MAX,
+                ..ok.clone()
+            },
+            LicenceTerms {
+                key_id: "67 2B".into(),
+                ..ok.clone()
+            },
+            LicenceTerms {
+                binding: Binding::Device(0),
+                ..ok.clone()
+            },
+            LicenceTerms {
+                support_type: Some(9),
+                ..ok.clone()
+            },
+        ] {
+            assert!(t.validate().is_err(), "{t:?}");
+            // Even unvalidated, nothing panics.
+            let _ = t.validity(crate::time::now());
+        }
+        let mut json = serde_json::to_value(&ok).expect("json");
+        json["licence_count_max"] = serde_json::json!(5);
+        assert!(serde_json::from_value::<LicenceTerms>(json).is_err());
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub struct CentreServer {
     pub child: Child,
     pub base: String,
     pub data: std::path::PathBuf,
+    /// The licence key (PEM), which hosts trust.
     pub public_key: String,
+    /// The key that signs the centre's HTTP answers (PEM).
+    pub response_key: String,
     pub client: reqwest::Client,
     pub database: Option<String>,
     _tmp: tempfile::TempDir,
@@ -56,19 +59,23 @@ impl CentreServer {
             .to_owned();
         let client = reqwest::Client::new();
         let base = format!("http://{addr}");
-        let public_key = client
+        let keys: Value = client
             .get(format!("{base}/centre/v1/publickey"))
             .send()
             .await
             .expect("pk")
-            .text()
+            .json()
             .await
-            .expect("pem");
+            .expect("keys");
+        let pem = |k: &str| keys[k].as_str().expect("pem").to_owned();
+        let (public_key, response_key) = (pem("licence_key"), pem("response_key"));
+        assert_ne!(public_key, response_key, "one key, one purpose");
         CentreServer {
             child,
             base,
             data,
             public_key,
+            response_key,
             client,
             database: database.map(str::to_owned),
             _tmp: tmp,
@@ -91,7 +98,16 @@ impl CentreServer {
         if let Some(p) = password {
             rb = rb.basic_auth("admin", Some(p));
         }
-        let r = rb.send().await.expect("send");
+        let query_id = format!("{}", rand_id());
+        let r = rb
+            .header("Licence-QueryID", &query_id)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.headers().get("licence-queryid").map(|v| v.as_bytes()),
+            Some(query_id.as_bytes())
+        );
         let status = r.status().as_u16();
         let sig = r
             .headers()
@@ -102,8 +118,20 @@ impl CentreServer {
             .to_owned();
         let bytes = r.bytes().await.expect("body");
         assert!(
-            rsa_verify(&self.public_key, &bytes, &sig),
+            rsa_verify(
+                &self.response_key,
+                &centre_message(query_id.as_bytes(), status, &bytes),
+                &sig
+            ),
             "bad centre signature"
+        );
+        assert!(
+            !rsa_verify(
+                &self.public_key,
+                &centre_message(query_id.as_bytes(), status, &bytes),
+                &sig
+            ),
+            "answer signed with the licence key"
         );
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
@@ -118,6 +146,27 @@ impl CentreServer {
         };
         cmd.output().expect("run")
     }
+}
+
+/// What a centre answer's signature covers, built here independently of the library:
+/// `"keybridge-centre-response/1" NUL`, then QueryID, status (u16 BE) and body, each after its
+/// u32 BE length.
+pub fn centre_message(query_id: &[u8], status: u16, body: &[u8]) -> Vec<u8> {
+    let mut m = b"keybridge-centre-response/1\0".to_vec();
+    for f in [query_id, &status.to_be_bytes(), body] {
+        m.extend_from_slice(&u32::try_from(f.len()).expect("len").to_be_bytes());
+        m.extend_from_slice(f);
+    }
+    m
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ N.fetch_add(1, Ordering::Relaxed)
 }
 
 impl CentreServer {

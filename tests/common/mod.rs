@@ -351,9 +351,11 @@ impl Server {
     }
 
     /// The demo centre's signing key, to issue more licences in tests.
-    pub fn centre(&self) -> keybridge::crypto::Signer {
-        keybridge::store::keyfile::load(&self.data.join("demo/centre-key.pem"))
-            .expect("demo centre key")
+    pub fn centre(&self) -> keybridge::crypto::LicenceKey {
+        keybridge::crypto::LicenceKey::new(
+            keybridge::store::keyfile::load(&self.data.join("demo/centre-key.pem"))
+                .expect("demo centre key"),
+        )
     }
 
     pub fn log(&self) -> String {

@@ -1,5 +1,5 @@
 use super::firmware::Firmware;
-use crate::crypto::Signer;
+use crate::crypto::FactoryKey;
 use crate::hal::protocol::report::{split, Reassembler, Report};
 use crate::hal::{ProtocolDevice, Transport, TransportError};
 use crate::keymem::LockPolicy;
@@ -173,7 +173,7 @@ pub struct SimBus {
     dir: PathBuf,
     policy: LockPolicy,
     ports: Mutex<BTreeMap<u64, Arc<Mutex<Port>>>>,
-    factory: Mutex<Option<Arc<Signer>>>,
+    factory: Mutex<Option<Arc<FactoryKey>>>,
 }
 
 impl SimBus {
@@ -194,14 +194,14 @@ impl SimBus {
 
     /// The simulated keys' manufacturer: its key certifies each key's own key at
     /// "manufacture". Made on first use.
-    fn factory(&self) -> Result<Arc<Signer>, SimError> {
+    fn factory(&self) -> Result<Arc<FactoryKey>, SimError> {
         let mut f = self.factory.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = f.as_ref() {
             return Ok(s.clone());
         }
-        let signer = Arc::new(crate::store::keyfile::load_or_create(
+        let signer = Arc::new(FactoryKey::new(crate::store::keyfile::load_or_create(
             &self.dir.join("factory-key.pem"),
-        )?);
+        )?));
         let public_dir = Self::factory_public_dir(&self.dir);
         crate::store::atomic::ensure_dir(&public_dir)?;
         let public = public_dir.join("sim-factory.pem");

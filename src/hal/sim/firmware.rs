@@ -1,5 +1,4 @@
-use crate::attest;
-use crate::crypto::Signer;
+use crate::crypto::{DeviceKey, FactoryKey, KeyPair};
 use crate::hal::protocol::command::{encode_attestation, encode_info, Request, Status};
 use crate::hal::protocol::{Frame, Reply};
 use crate::hal::{Attestation, DeviceInfo};
@@ -24,7 +23,7 @@ struct Image {
     /// The device's own key (PKCS#8 PEM), made at manufacture.
     #[serde(default)]
     device_key: Option<String>,
-    /// The manufacturer's certificate of that key, base64 (see `crate::attest`).
+    /// The manufacturer's certificate of that key, base64 (see `crate::hal::attest`).
     #[serde(default)]
     certificate: Option<String>,
 }
@@ -35,7 +34,7 @@ pub struct Firmware {
     path: PathBuf,
     image: Image,
     policy: LockPolicy,
-    device_key: Signer,
+    device_key: DeviceKey,
 }
 
 impl Firmware {
@@ -46,7 +45,7 @@ impl Firmware {
         path: &Path,
         serial: u64,
         policy: LockPolicy,
-        factory: &Signer,
+        factory: &FactoryKey,
     ) -> Result<Self, StoreError> {
         let mut image = match std::fs::read(path) {
             Ok(b) => serde_json::from_slice::<Image>(&b).map_err(|e| StoreError::Corrupt {
@@ -77,21 +76,19 @@ impl Firmware {
             message,
         };
         if image.device_key.is_none() || image.certificate.is_none() {
-            let pem =
-                crate::crypto::generate_private_key_pem().map_err(|e| corrupt(e.to_string()))?;
-            let key = Signer::from_pkcs8_pem(&pem).map_err(|e| corrupt(e.to_string()))?;
+            let key = KeyPair::generate().map_err(|e| corrupt(e.to_string()))?;
+            let pem = key.to_pkcs8_pem().map_err(|e| corrupt(e.to_string()))?;
             let cert = factory
-                .sign(&attest::certificate_message(
-                    serial,
-                    &key.public_key().der(),
-                ))
+                .certify(serial, &key.public_key().der())
                 .map_err(|e| corrupt(e.to_string()))?;
             image.device_key = Some(pem);
             image.certificate = Some(crate::crypto::b64(&cert));
             save(path, &image)?;
         }
-        let device_key = Signer::from_pkcs8_pem(image.device_key.as_deref().unwrap_or_default())
-            .map_err(|e| corrupt(e.to_string()))?;
+        let device_key = DeviceKey::new(
+            KeyPair::from_pkcs8_pem(image.device_key.as_deref().unwrap_or_default())
+                .map_err(|e| corrupt(e.to_string()))?,
+        );
         Ok(Firmware {
             path: path.into(),
             image,
@@ -208,9 +205,8 @@ impl Firmware {
             }
             Request::Attest { nonce } => {
                 let blank = next.licence.is_none();
-                let proof = attest::proof_message(&nonce, next.serial, blank);
                 let cert = next.certificate.as_deref().and_then(crate::crypto::unb64);
-                match (self.device_key.sign(&proof), cert) {
+                match (self.device_key.attest(&nonce, next.serial, blank), cert) {
                     (Ok(signature), Some(certificate)) => {
                         Reply::ok(encode_attestation(&Attestation {
                             serial: next.serial,

@@ -4,33 +4,45 @@
 //! key; a second simulated USB key stays blank. Every start prints a few unused activation
 //! codes, so a new user can activate within a minute. A later start keeps what is there.
 
-use super::{Host, HostError};
 use crate::centre::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
-use crate::crypto::Signer;
+use crate::crypto::{CentreResponseKey, LicenceKey};
+use crate::host::{Host, HostError};
 use crate::licence::{Binding, Flags, Itn};
 use crate::store::{atomic, keyfile};
 use std::path::{Path, PathBuf};
 
 pub const KEY_ID: &str = "672B";
 pub const SOFTWARE_KEY_NO: u64 = 7_131_766;
-pub const USB_KEY_NO: u64 = 7_131_767;
 pub const KEYED_SERIAL: u64 = 90_000_001;
 pub const BLANK_SERIAL: u64 = 90_000_002;
 pub const ITN: &str = "1234567890";
 /// Unused codes kept on offer.
 const FRESH_CODES: usize = 3;
 
-/// Makes (once) the demo centre's key and puts its public key in the host's trust folder.
+/// Makes (once) the demo centre's keys and puts its licence key in the host's trust folder.
 /// Runs before the host is built, so the host trusts it from the start.
-pub fn prepare_centre(data_dir: &Path) -> Result<Signer, HostError> {
-    let signer = keyfile::load_or_create(&data_dir.join("demo").join("centre-key.pem"))?;
-    let trust = super::trust_dir(data_dir);
+pub fn prepare_centre(data_dir: &Path) -> Result<(LicenceKey, CentreResponseKey), HostError> {
+    let demo = data_dir.join("demo");
+    let signer = LicenceKey::new(keyfile::load_or_create(&demo.join("centre-key.pem"))?);
+    let response = CentreResponseKey::new(keyfile::load_or_create(
+        &demo.join("centre-response-key.pem"),
+    )?);
+    let trust = crate::host::trust_dir(data_dir);
     atomic::ensure_dir(&trust)?;
     let pub_path = trust.join("demo-centre.pem");
     if !pub_path.exists() {
         atomic::write(&pub_path, signer.public_key().pem().as_bytes(), 0o644)?;
     }
-    Ok(signer)
+    let response_pub = response_key_path(data_dir);
+    if !response_pub.exists() {
+        atomic::write(&response_pub, response.public_key().pem().as_bytes(), 0o644)?;
+    }
+    Ok((signer, response))
+}
+
+/// The demo centre's response key (public), which the host checks the centre's answers with.
+pub fn response_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("demo").join("centre-response.pem")
 }
 
 /// The demo centre's database.
@@ -81,10 +93,19 @@ pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, Host
             // Activated at the demo centre itself (a configured [centre] url may be another
             // centre), installed through the host's verified install path.
             let (binding, device_proof) = match blank {
-                Some(serial) => (
-                    Binding::Device(serial),
-                    Some(host.attest_blank(serial, &code.to_string()).await?),
-                ),
+                Some(serial) => {
+                    // Activated like an offline request: the proof is bound to this request.
+                    let challenge = crate::hal::attest::offline_challenge(
+                        &code.to_string(),
+                        itn.as_ref().map(Itn::as_str),
+                        None,
+                        serial,
+                    );
+                    (
+                        Binding::Device(serial),
+                        Some(host.attest_blank(serial, challenge).await?),
+                    )
+                }
                 None => (Binding::Computer(host.computer_id().into()), None),
             };
             let request = ActivationRequest {

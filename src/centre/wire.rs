@@ -1,0 +1,112 @@
+//! The centre's wire types: the JSON a host and the centre exchange. The host's client and the
+//! centre's server both use these and nothing else of each other, so the trust boundary is
+//! this one file. JSON here is the centre's own, snake_case; `docs/centre.md` describes it.
+
+use crate::hal::Attestation;
+use crate::licence::Binding;
+use serde::{Deserialize, Serialize};
+
+/// A binding on the wire: `{"computer": "<ComputerID>"}` or `{"device": <serial>}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireBinding {
+    Computer(String),
+    Device(u64),
+}
+
+impl From<WireBinding> for Binding {
+    fn from(b: WireBinding) -> Binding {
+        match b {
+            WireBinding::Computer(c) => Binding::Computer(c),
+            WireBinding::Device(d) => Binding::Device(d),
+        }
+    }
+}
+
+impl From<&Binding> for WireBinding {
+    fn from(b: &Binding) -> WireBinding {
+        match b {
+            Binding::Computer(c) => WireBinding::Computer(c.clone()),
+            Binding::Device(d) => WireBinding::Device(*d),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ActivateBody {
+    pub code: String,
+    pub itn: Option<String>,
+    pub iec: Option<String>,
+    pub binding: WireBinding,
+    /// Required with a `device` binding.
+    #[serde(default)]
+    pub device_proof: Option<WireProof>,
+}
+
+/// A USB key's attestation on the wire; byte fields base64.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireProof {
+    pub serial: u64,
+    pub blank: bool,
+    pub device_key: String,
+    pub certificate: String,
+    pub signature: String,
+}
+
+impl From<&Attestation> for WireProof {
+    fn from(a: &Attestation) -> WireProof {
+        use crate::crypto::b64;
+        WireProof {
+            serial: a.serial,
+            blank: a.blank,
+            device_key: b64(&a.device_key),
+            certificate: b64(&a.certificate),
+            signature: b64(&a.signature),
+        }
+    }
+}
+
+impl WireProof {
+    pub fn to_attestation(&self) -> Result<Attestation, String> {
+        let d = |s: &str, what: &str| {
+            crate::crypto::unb64(s).ok_or(format!("device_proof.{what} is not base64"))
+        };
+        Ok(Attestation {
+            serial: self.serial,
+            blank: self.blank,
+            device_key: d(&self.device_key, "device_key")?,
+            certificate: d(&self.certificate, "certificate")?,
+            signature: d(&self.signature, "signature")?,
+        })
+    }
+}
+
+/// The `format` of an offline activation request file.
+pub const REQUEST_FORMAT: &str = "keybridge-activation-request/1";
+
+/// An offline activation request: what a host would send online, in a file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OfflineRequest {
+    pub format: String,
+    #[serde(flatten)]
+    pub activation: ActivateBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LicenceRef {
+    pub key_id: String,
+    pub key_no: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestoreBody {
+    pub key_id: String,
+    pub key_no: u64,
+    pub binding: WireBinding,
+}
+
+/// A signed licence file, base64, as every host-facing endpoint returns it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LicenceBody {
+    pub licence: String,
+}
