@@ -27,7 +27,7 @@ pub const FORMAT_VERSION: &str = "2";
 pub enum LicenceError {
     #[error("not a keybridge licence file: {0}")]
     Format(String),
-    #[error("licence file format 1 is no longer accepted (its signature carries no purpose label); `keybridge licence update` or POST /api/licences/update re-issues it from the centre")]
+    #[error("licence file format 1 is no longer accepted (its signature carries no purpose label); POST /api/licences/update re-issues it from the centre")]
     Superseded,
     #[error("signed by an untrusted key (fingerprint {0}); add the centre's public key to the host's trusted keys")]
     UntrustedSigner(String),
