@@ -28,6 +28,7 @@ use crate::keymem::LockPolicy;
 use crate::licence::TrustStore;
 use crate::time::Timestamp;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -50,7 +51,9 @@ pub struct Host {
     session_lease: Duration,
     memory_policy: LockPolicy,
     started: Timestamp,
-    software: RwLock<Vec<keys::SoftwareKey>>,
+    software: RwLock<keys::SoftwareTable>,
+    /// Numbers reads of the software key files, so a slow read never replaces a newer one.
+    software_scans: AtomicU64,
     usb: RwLock<Vec<keys::UsbKey>>,
     registry: DeviceRegistry,
     sim: SimBus,
@@ -86,7 +89,8 @@ impl Host {
             session_lease: opts.session_lease,
             memory_policy: opts.memory_policy,
             started: crate::time::now(),
-            software: RwLock::new(Vec::new()),
+            software: RwLock::new(keys::SoftwareTable::default()),
+            software_scans: AtomicU64::new(0),
             usb: RwLock::new(Vec::new()),
             registry: DeviceRegistry::default(),
             leases: Mutex::new(leases::Leases::default()),
