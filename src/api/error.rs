@@ -121,6 +121,7 @@ impl From<HostError> for ApiError {
                 DeviceError::Timeout | DeviceError::Busy => {
                     (S::SERVICE_UNAVAILABLE, "EKeyNotResponding")
                 }
+                DeviceError::Encode(_) => (S::BAD_REQUEST, "EValueTooLarge"),
                 _ => (S::INTERNAL_SERVER_ERROR, "EDeviceError"),
             },
             HostError::Licence(_) => (S::BAD_REQUEST, "ELicenceInvalid"),
