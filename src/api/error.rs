@@ -141,6 +141,12 @@ impl From<HostError> for ApiError {
         if status.is_server_error() {
             tracing::error!("{message}");
         }
+        // The log above has the full error, paths included; the client learns what failed,
+        // not where this host keeps its files.
+        let message = match &e {
+            HostError::Store(s) => s.public_message(),
+            _ => message,
+        };
         ApiError::new(status, exception, message)
     }
 }

@@ -61,7 +61,7 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     if created {
         let _ = fs::remove_file(&tmp);
     }
-    result.map_err(|e| StoreError::io(path, e))
+    result.map_err(|e| StoreError::write(path, e))
 }
 
 /// The pid in a temp file name made by [`temp_path`], if it is one.
@@ -101,7 +101,7 @@ pub fn sweep_temp_files(dir: &Path) {
 
 /// Creates a directory (and parents) if missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))
+    fs::create_dir_all(dir).map_err(|e| StoreError::create_dir(dir, e))
 }
 
 #[cfg(test)]

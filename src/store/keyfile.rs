@@ -27,13 +27,13 @@ pub fn load_or_create(path: &Path) -> Result<Signer, StoreError> {
                 message: e.to_string(),
             })
         }
-        Err(e) => Err(StoreError::io(path, e)),
+        Err(e) => Err(StoreError::read(path, e)),
     }
 }
 
 /// Loads an existing private key without creating one.
 pub fn load(path: &Path) -> Result<Signer, StoreError> {
-    let pem = std::fs::read_to_string(path).map_err(|e| StoreError::io(path, e))?;
+    let pem = std::fs::read_to_string(path).map_err(|e| StoreError::read(path, e))?;
     Signer::from_pkcs8_pem(&pem).map_err(|e| StoreError::Corrupt {
         path: path.into(),
         message: e.to_string(),

@@ -71,7 +71,7 @@ impl Firmware {
                 device_key: None,
                 certificate: None,
             },
-            Err(e) => return Err(StoreError::io(path, e)),
+            Err(e) => return Err(StoreError::read(path, e)),
         };
         if image.format != IMAGE_FORMAT || image.serial != serial {
             return Err(StoreError::Corrupt {
