@@ -35,6 +35,8 @@ pub const MAX_LOCK_SECONDS: f64 = 30.0 * 86_400.0;
 /// Rescan interval bounds (0 turns the rescan off).
 pub const MIN_RESCAN_SECONDS: f64 = 0.05;
 pub const MAX_RESCAN_SECONDS: f64 = 86_400.0;
+/// Largest cap on sessions or connections: each costs memory, and lists are paged anyway.
+pub const MAX_LEASE_CAP: usize = 10_000_000;
 /// Largest login window: a year.
 pub const MAX_LOGIN_WINDOW_SECONDS: u64 = 365 * 86_400;
 
@@ -47,6 +49,15 @@ fn check_seconds(v: f64, lo: f64, hi: f64, zero_ok: bool) -> Result<(), String> 
     let or_zero = if zero_ok { "0 (off) or " } else { "" };
     Err(format!(
         "must be {or_zero}a number between {lo} and {hi}, got {v:?}"
+    ))
+}
+
+fn check_count(v: usize, lo: usize, hi: usize) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    Err(format!(
+        "must be a whole number between {lo} and {hi}, got {v}"
     ))
 }
 
@@ -157,24 +168,35 @@ impl Default for ApiConfig {
 pub struct LeaseConfig {
     /// Lifetime of an external session; a repeated POST with its ClientSessionID renews it.
     pub session_seconds: f64,
+    /// Live sessions the host holds at most; a new session beyond it is refused (503).
+    pub max_sessions: usize,
+    /// Connections the host keeps at most; an idle one (no session) makes room for a new one.
+    pub max_connections: usize,
 }
 
 impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig {
             session_seconds: 300.0,
+            max_sessions: crate::host::DEFAULT_MAX_SESSIONS,
+            max_connections: crate::host::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 impl LeaseConfig {
-    pub fn session(&self) -> Duration {
-        seconds(
-            self.session_seconds,
-            MIN_SESSION_SECONDS,
-            MAX_SESSION_SECONDS,
-            Duration::from_secs(300),
-        )
+    /// The lease length and the caps, as the host takes them.
+    pub fn session(&self) -> crate::host::LeasePolicy {
+        crate::host::LeasePolicy {
+            session: seconds(
+                self.session_seconds,
+                MIN_SESSION_SECONDS,
+                MAX_SESSION_SECONDS,
+                Duration::from_secs(300),
+            ),
+            max_sessions: self.max_sessions.clamp(1, MAX_LEASE_CAP),
+            max_connections: self.max_connections.clamp(1, MAX_LEASE_CAP),
+        }
     }
 }
 
@@ -251,6 +273,10 @@ impl Config {
             false,
         )
         .map_err(at("[leases] session_seconds"))?;
+        check_count(self.leases.max_sessions, 1, MAX_LEASE_CAP)
+            .map_err(at("[leases] max_sessions"))?;
+        check_count(self.leases.max_connections, 1, MAX_LEASE_CAP)
+            .map_err(at("[leases] max_connections"))?;
         check_seconds(self.memory.lock_seconds, 0.0, MAX_LOCK_SECONDS, false)
             .map_err(at("[memory] lock_seconds"))?;
         check_seconds(
@@ -345,18 +371,26 @@ mod tests {
     #[test]
     fn sensible_numbers_load() {
         let c = load(
-            "[leases]\nsession_seconds = 2\n[usb]\nrescan_seconds = 0\n\
+            "[leases]\nsession_seconds = 2\nmax_sessions = 3\n[usb]\nrescan_seconds = 0\n\
              [memory]\nlock_seconds = 0\n",
         )
         .expect("valid");
-        assert_eq!(c.leases.session(), Duration::from_secs(2));
+        let p = c.leases.session();
+        assert_eq!(
+            (p.session, p.max_sessions, p.max_connections),
+            (
+                Duration::from_secs(2),
+                3,
+                crate::host::DEFAULT_MAX_CONNECTIONS
+            )
+        );
         assert_eq!(c.usb.rescan(), None);
         assert_eq!(c.memory.policy().lock_for, Duration::ZERO);
         // A config built in code with nonsense still gives durations, never a panic.
         let mut odd = Config::default();
         odd.leases.session_seconds = f64::NAN;
         odd.usb.rescan_seconds = 1e300;
-        assert_eq!(odd.leases.session(), Duration::from_secs(300));
+        assert_eq!(odd.leases.session().session, Duration::from_secs(300));
         assert_eq!(odd.usb.rescan(), Some(Duration::from_secs(86_400)));
     }
 }

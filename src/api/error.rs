@@ -110,6 +110,8 @@ impl From<HostError> for ApiError {
             HostError::ConnectionNotFound(_) => (S::NOT_FOUND, "EConnectionNotFound"),
             HostError::NoMatchingKey(_) => (S::NOT_FOUND, "ENoMatchingKey"),
             HostError::NoFreeLicence(_) => (S::FORBIDDEN, "ENoFreeLicence"),
+            HostError::TooManySessions(_) => (S::SERVICE_UNAVAILABLE, "ETooManySessions"),
+            HostError::TooManyConnections(_) => (S::SERVICE_UNAVAILABLE, "ETooManyConnections"),
             HostError::Memory(m) => match m {
                 MemoryError::WrongPassword { .. } => (S::FORBIDDEN, "EWrongPassword"),
                 MemoryError::Locked { .. } => (S::FORBIDDEN, "EMemoryLocked"),

@@ -67,20 +67,52 @@ impl LicenceEntry {
 
     /// Why this key cannot hand out a licence at `now`, if it cannot.
     pub fn unusable_reason(&self, now: Timestamp) -> Option<String> {
-        if let Some(e) = &self.open_error {
-            return Some(format!("key {} is not workable: {e}", self.key_no));
-        }
-        let Some(t) = &self.terms else {
-            return Some(format!("key {} is a blank USB key", self.key_no));
-        };
-        let v = t.validity(now);
-        if v.expired {
-            return Some(format!("key {} has expired", self.key_no));
-        }
-        if v.not_yet_valid {
-            return Some(format!("key {} is not valid yet", self.key_no));
-        }
-        None
+        unusable_reason(
+            self.key_no,
+            self.open_error.as_deref(),
+            self.terms.as_ref(),
+            now,
+        )
+    }
+}
+
+/// Why a key cannot hand out a licence at `now`, if it cannot; one rule for a copied entry
+/// and for a borrowed [`KeyView`].
+fn unusable_reason(
+    key_no: u64,
+    open_error: Option<&str>,
+    terms: Option<&LicenceTerms>,
+    now: Timestamp,
+) -> Option<String> {
+    if let Some(e) = open_error {
+        return Some(format!("key {key_no} is not workable: {e}"));
+    }
+    let Some(t) = terms else {
+        return Some(format!("key {key_no} is a blank USB key"));
+    };
+    let v = t.validity(now);
+    if v.expired {
+        return Some(format!("key {key_no} has expired"));
+    }
+    if v.not_yet_valid {
+        return Some(format!("key {key_no} is not valid yet"));
+    }
+    None
+}
+
+const NOT_ATTACHED: &str = "the USB key is not attached";
+
+/// A key of the table as a lookup sees it, borrowed: deciding which key serves a session
+/// copies nothing but the key chosen.
+pub(super) struct KeyView<'a> {
+    pub key_no: u64,
+    pub terms: Option<&'a LicenceTerms>,
+    open_error: Option<&'a str>,
+}
+
+impl KeyView<'_> {
+    pub fn usable(&self, now: Timestamp) -> bool {
+        unusable_reason(self.key_no, self.open_error, self.terms, now).is_none()
     }
 }
 
@@ -142,6 +174,14 @@ fn scan_software_keys(
 }
 
 impl SoftwareKey {
+    fn view(&self) -> KeyView<'_> {
+        KeyView {
+            key_no: self.key_no(),
+            terms: self.terms.as_ref(),
+            open_error: self.open_error.as_deref(),
+        }
+    }
+
     fn key_no(&self) -> u64 {
         self.terms
             .as_ref()
@@ -171,6 +211,18 @@ impl SoftwareKey {
 }
 
 impl UsbKey {
+    fn view(&self) -> KeyView<'_> {
+        KeyView {
+            key_no: self.key_no(),
+            terms: self.terms.as_ref(),
+            open_error: if self.slot.is_none() {
+                Some(NOT_ATTACHED)
+            } else {
+                self.open_error.as_deref()
+            },
+        }
+    }
+
     fn key_no(&self) -> u64 {
         self.terms.as_ref().map(|t| t.key_no).unwrap_or(self.serial)
     }
@@ -183,7 +235,7 @@ impl UsbKey {
             key_id: self.terms.as_ref().map(|t| t.key_id.clone()),
             is_blank: self.blank,
             open_error: if self.slot.is_none() {
-                Some("the USB key is not attached".into())
+                Some(NOT_ATTACHED.into())
             } else {
                 self.open_error.clone()
             },
@@ -255,6 +307,30 @@ impl Host {
         usb.sort_by_key(|e| e.key_no);
         out.extend(usb);
         out
+    }
+
+    /// The first key `keep` selects in table order (software keys first, each group in KeyNo
+    /// order), copied; the others are only looked at.
+    pub(super) fn first_entry_where(
+        &self,
+        keep: impl Fn(&KeyView<'_>) -> bool,
+    ) -> Option<LicenceEntry> {
+        {
+            let sw = self.software.read().unwrap_or_else(PoisonError::into_inner);
+            let best = sw
+                .keys
+                .iter()
+                .filter(|k| keep(&k.view()))
+                .min_by_key(|k| k.key_no());
+            if let Some(k) = best {
+                return Some(k.entry());
+            }
+        }
+        let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+        usb.iter()
+            .filter(|k| keep(&k.view()))
+            .min_by_key(|k| k.key_no())
+            .map(UsbKey::entry)
     }
 
     /// Every key, software keys first, each group in KeyNo order.

@@ -20,7 +20,10 @@ pub use devices::DeviceRow;
 pub use error::HostError;
 pub use hotplug::{HotplugEvent, UsbWatchOptions};
 pub use keys::{KeyKind, LicenceEntry};
-pub use leases::{Connection, Opened, Session, SessionRequest};
+pub use leases::{
+    Connection, LeasePolicy, Opened, Session, SessionRequest, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_SESSIONS,
+};
 
 use crate::hal::sim::SimBus;
 use crate::hal::DeviceRegistry;
@@ -30,7 +33,6 @@ use crate::time::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
 /// What a host is built from; the CLI fills it from config and flags.
 #[derive(Debug, Clone)]
@@ -38,7 +40,8 @@ pub struct HostOptions {
     pub data_dir: PathBuf,
     pub computer_id: String,
     pub trust: TrustStore,
-    pub session_lease: Duration,
+    /// Session lease length and the caps on sessions and connections.
+    pub session_lease: LeasePolicy,
     pub memory_policy: LockPolicy,
     /// Base URL of the licensing centre (`http://host:9100`), if any.
     pub centre_url: Option<String>,
@@ -48,7 +51,7 @@ pub struct Host {
     data_dir: PathBuf,
     computer_id: String,
     trust: TrustStore,
-    session_lease: Duration,
+    lease_policy: LeasePolicy,
     memory_policy: LockPolicy,
     started: Timestamp,
     software: RwLock<keys::SoftwareTable>,
@@ -86,7 +89,7 @@ impl Host {
             data_dir: opts.data_dir,
             computer_id: opts.computer_id,
             trust: opts.trust,
-            session_lease: opts.session_lease,
+            lease_policy: opts.session_lease,
             memory_policy: opts.memory_policy,
             started: crate::time::now(),
             software: RwLock::new(keys::SoftwareTable::default()),
