@@ -30,6 +30,7 @@ use crate::hal::DeviceRegistry;
 use crate::keymem::LockPolicy;
 use crate::licence::TrustStore;
 use crate::time::Timestamp;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError, RwLock};
@@ -61,8 +62,9 @@ pub struct Host {
     registry: DeviceRegistry,
     sim: SimBus,
     leases: Mutex<leases::Leases>,
-    /// Serialises read-modify-write of software-key memory files.
-    software_memory: Mutex<()>,
+    /// Serialises read-modify-write of software-key memory files, and holds the monotonic end
+    /// of each software key's memory lock (the files store it in wall-clock time).
+    software_memory: Mutex<HashMap<PathBuf, std::time::Instant>>,
     centre: Option<centre_client::CentreClient>,
     /// Real USB keys, once [`Host::start_usb`] has run.
     usb_watch: std::sync::OnceLock<hotplug::UsbWatch>,
@@ -97,7 +99,7 @@ impl Host {
             usb: RwLock::new(Vec::new()),
             registry: DeviceRegistry::default(),
             leases: Mutex::new(leases::Leases::default()),
-            software_memory: Mutex::new(()),
+            software_memory: Mutex::new(HashMap::new()),
             centre: opts
                 .centre_url
                 .as_deref()

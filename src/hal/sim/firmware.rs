@@ -144,7 +144,7 @@ impl Firmware {
             Ok(r) => r,
             Err(status) => return Reply::status(status),
         };
-        let now = keymem::now_ms();
+        let now = keymem::Now::current();
         // Work on a copy; commit it to flash, then to RAM, only if the command succeeds.
         let mut next = self.image.clone();
         let reply = match req {
@@ -236,12 +236,11 @@ impl Firmware {
             }
         };
         // Failure counters change on wrong passwords too, so persist any change at all.
-        if next != self.image {
-            if save(&self.path, &next).is_err() {
-                return Reply::status(Status::StorageFailure);
-            }
-            self.image = next;
+        if next != self.image && save(&self.path, &next).is_err() {
+            return Reply::status(Status::StorageFailure);
         }
+        // Also when nothing stored changed: RAM keeps the lock's monotonic end.
+        self.image = next;
         reply
     }
 }
