@@ -199,6 +199,8 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
+        // Its own process group, so killing it also kills what a wrapper started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -267,6 +269,14 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
+        // The whole group: a wrapper (umockdev-run) does not pass SIGKILL on to the host. Only
+        // while the leader is unreaped, so its pid cannot name someone else's group.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
