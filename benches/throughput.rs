@@ -56,7 +56,10 @@ fn main() {
         data_dir: data.path().into(),
         computer_id: "0".repeat(40),
         trust,
-        session_lease: Duration::from_secs(600),
+        session_lease: keybridge::host::LeasePolicy {
+            session: Duration::from_secs(600),
+            ..Default::default()
+        },
         memory_policy: LockPolicy::default(),
         centre_url: None,
     })

@@ -17,6 +17,58 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9099";
 pub enum ConfigError {
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
+    /// A value that parsed but makes no sense (NaN, negative, out of range).
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Longest session lease: a year.
+pub const MAX_SESSION_SECONDS: f64 = 365.0 * 86_400.0;
+/// Shortest session lease; shorter would expire before a client could renew.
+pub const MIN_SESSION_SECONDS: f64 = 0.05;
+/// Longest memory lock: thirty days.
+pub const MAX_LOCK_SECONDS: f64 = 30.0 * 86_400.0;
+/// Rescan interval bounds (0 turns the rescan off).
+pub const MIN_RESCAN_SECONDS: f64 = 0.05;
+pub const MAX_RESCAN_SECONDS: f64 = 86_400.0;
+/// Largest cap on sessions or connections: each costs memory, and lists are paged anyway.
+pub const MAX_LEASE_CAP: usize = 10_000_000;
+/// Largest login window: a year.
+pub const MAX_LOGIN_WINDOW_SECONDS: u64 = 365 * 86_400;
+
+/// Checks that `v` is a number in `lo..=hi` (or exactly 0 when `zero_ok`), saying so with
+/// the key's name otherwise. `{:?}` shows NaN, inf and 1e300 as written.
+fn check_seconds(v: f64, lo: f64, hi: f64, zero_ok: bool) -> Result<(), String> {
+    if (zero_ok && v == 0.0) || (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    let or_zero = if zero_ok { "0 (off) or " } else { "" };
+    Err(format!(
+        "must be {or_zero}a number between {lo} and {hi}, got {v:?}"
+    ))
+}
+
+fn check_count(v: usize, lo: usize, hi: usize) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    Err(format!(
+        "must be a whole number between {lo} and {hi}, got {v}"
+    ))
+}
+
+/// A duration of `v` seconds, for values [`Config::validate`] has already checked; anything
+/// else (a config built in code) falls back to `default` rather than panicking.
+fn seconds(v: f64, lo: f64, hi: f64, default: Duration) -> Duration {
+    if v.is_finite() {
+        Duration::try_from_secs_f64(v.clamp(lo, hi)).unwrap_or(default)
+    } else {
+        default
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -64,8 +116,14 @@ impl Default for UsbConfig {
 
 impl UsbConfig {
     pub fn rescan(&self) -> Option<Duration> {
-        (self.rescan_seconds > 0.0)
-            .then(|| Duration::from_secs_f64(self.rescan_seconds.clamp(0.05, 86_400.0)))
+        (self.rescan_seconds > 0.0).then(|| {
+            seconds(
+                self.rescan_seconds,
+                MIN_RESCAN_SECONDS,
+                MAX_RESCAN_SECONDS,
+                Duration::from_secs(2),
+            )
+        })
     }
 
     pub fn drivers(&self) -> Result<crate::hal::drivers::DriverSet, String> {
@@ -110,19 +168,35 @@ impl Default for ApiConfig {
 pub struct LeaseConfig {
     /// Lifetime of an external session; a repeated POST with its ClientSessionID renews it.
     pub session_seconds: f64,
+    /// Live sessions the host holds at most; a new session beyond it is refused (503).
+    pub max_sessions: usize,
+    /// Connections the host keeps at most; an idle one (no session) makes room for a new one.
+    pub max_connections: usize,
 }
 
 impl Default for LeaseConfig {
     fn default() -> Self {
         LeaseConfig {
             session_seconds: 300.0,
+            max_sessions: crate::host::DEFAULT_MAX_SESSIONS,
+            max_connections: crate::host::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
 
 impl LeaseConfig {
-    pub fn session(&self) -> Duration {
-        Duration::from_secs_f64(self.session_seconds.clamp(0.05, 86_400.0 * 365.0))
+    /// The lease length and the caps, as the host takes them.
+    pub fn session(&self) -> crate::host::LeasePolicy {
+        crate::host::LeasePolicy {
+            session: seconds(
+                self.session_seconds,
+                MIN_SESSION_SECONDS,
+                MAX_SESSION_SECONDS,
+                Duration::from_secs(300),
+            ),
+            max_sessions: self.max_sessions.clamp(1, MAX_LEASE_CAP),
+            max_connections: self.max_connections.clamp(1, MAX_LEASE_CAP),
+        }
     }
 }
 
@@ -148,7 +222,12 @@ impl MemoryConfig {
     pub fn policy(&self) -> crate::keymem::LockPolicy {
         crate::keymem::LockPolicy {
             max_failures: self.max_failures.max(1),
-            lock_for: Duration::from_secs_f64(self.lock_seconds.clamp(0.0, 86_400.0 * 30.0)),
+            lock_for: seconds(
+                self.lock_seconds,
+                0.0,
+                MAX_LOCK_SECONDS,
+                Duration::from_secs(300),
+            ),
         }
     }
 }
@@ -168,12 +247,150 @@ impl Config {
             path: path.into(),
             message,
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| err(e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                Ok(Config::default())
-            }
-            Err(e) => Err(err(e.to_string())),
+        let config: Config = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| err(e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                path: path.into(),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// Checks every number whose type lets through values that make no sense: NaN, infinite,
+    /// negative or out of range. The error names the key (`[section] key`).
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let at = |key: &'static str| move |m: String| (key, m);
+        check_seconds(
+            self.leases.session_seconds,
+            MIN_SESSION_SECONDS,
+            MAX_SESSION_SECONDS,
+            false,
+        )
+        .map_err(at("[leases] session_seconds"))?;
+        check_count(self.leases.max_sessions, 1, MAX_LEASE_CAP)
+            .map_err(at("[leases] max_sessions"))?;
+        check_count(self.leases.max_connections, 1, MAX_LEASE_CAP)
+            .map_err(at("[leases] max_connections"))?;
+        check_seconds(self.memory.lock_seconds, 0.0, MAX_LOCK_SECONDS, false)
+            .map_err(at("[memory] lock_seconds"))?;
+        check_seconds(
+            self.usb.rescan_seconds,
+            MIN_RESCAN_SECONDS,
+            MAX_RESCAN_SECONDS,
+            true,
+        )
+        .map_err(at("[usb] rescan_seconds"))?;
+        if self.api.login_window_seconds > MAX_LOGIN_WINDOW_SECONDS {
+            return Err((
+                "[api] login_window_seconds",
+                format!(
+                    "must be a whole number between 0 and {MAX_LOGIN_WINDOW_SECONDS}, got {}",
+                    self.api.login_window_seconds
+                ),
+            ));
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let d = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let p = d.path().join("k.toml");
+        std::fs::write(&p, text).map_err(|e| e.to_string())?;
+        Config::load(&p, true).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn nonsense_numbers_name_their_key() {
+        for (text, key, got) in [
+            (
+                "[leases]\nsession_seconds = nan\n",
+                "[leases] session_seconds",
+                "NaN",
+            ),
+            (
+                "[leases]\nsession_seconds = -1\n",
+                "[leases] session_seconds",
+                "-1.0",
+            ),
+            (
+                "[leases]\nsession_seconds = 0.01\n",
+                "[leases] session_seconds",
+                "0.01",
+            ),
+            (
+                "[leases]\nsession_seconds = inf\n",
+                "[leases] session_seconds",
+                "inf",
+            ),
+            (
+                "[usb]\nrescan_seconds = 1e300\n",
+                "[usb] rescan_seconds",
+                "1e300",
+            ),
+            (
+                "[usb]\nrescan_seconds = -0.5\n",
+                "[usb] rescan_seconds",
+                "-0.5",
+            ),
+            (
+                "[memory]\nlock_seconds = -inf\n",
+                "[memory] lock_seconds",
+                "-inf",
+            ),
+            (
+                "[memory]\nlock_seconds = nan\n",
+                "[memory] lock_seconds",
+                "NaN",
+            ),
+            (
+                "[api]\nlogin_window_seconds = 99999999999\n",
+                "[api] login_window_seconds",
+                "99999999999",
+            ),
+        ] {
+            let e = load(text).expect_err(text);
+            assert!(
+                e.contains(&format!("k.toml: {key}: must be")),
+                "{text}: {e}"
+            );
+            assert!(e.ends_with(&format!("got {got}")), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn sensible_numbers_load() {
+        let c = load(
+            "[leases]\nsession_seconds = 2\nmax_sessions = 3\n[usb]\nrescan_seconds = 0\n\
+             [memory]\nlock_seconds = 0\n",
+        )
+        .expect("valid");
+        let p = c.leases.session();
+        assert_eq!(
+            (p.session, p.max_sessions, p.max_connections),
+            (
+                Duration::from_secs(2),
+                3,
+                crate::host::DEFAULT_MAX_CONNECTIONS
+            )
+        );
+        assert_eq!(c.usb.rescan(), None);
+        assert_eq!(c.memory.policy().lock_for, Duration::ZERO);
+        // A config built in code with nonsense still gives durations, never a panic.
+        let mut odd = Config::default();
+        odd.leases.session_seconds = f64::NAN;
+        odd.usb.rescan_seconds = 1e300;
+        assert_eq!(odd.leases.session().session, Duration::from_secs(300));
+        assert_eq!(odd.usb.rescan(), Some(Duration::from_secs(86_400)));
     }
 }

@@ -497,3 +497,75 @@ async fn put_is_accepted_wherever_post_is() {
         "via put"
     );
 }
+
+/// A storage failure is a 500 that says what failed but not where: the data directory's path
+/// stays in the host's log. Replacing a file with a directory makes the failure happen even
+/// for root, whom permissions would not stop.
+#[tokio::test]
+async fn storage_errors_do_not_reveal_paths() {
+    let s = Server::demo().await;
+    let data = std::fs::canonicalize(&s.data).expect("data dir");
+    let leaks = |r: &Resp| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let dir = s.dir.to_string_lossy().into_owned();
+        (body.contains(&*data.to_string_lossy()) || body.contains(&dir)).then_some(body)
+    };
+
+    // Reading: the key's memory file is a directory.
+    let memory = data.join(format!("{KEY_ID}.{SOFTWARE_KEY}.memory"));
+    std::fs::create_dir(&memory).expect("dir");
+    let r = s
+        .call(
+            "GET",
+            &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+            Some(json!({"Password": ""})),
+        )
+        .await;
+    r.assert_error(500, "EStorageError");
+    assert_eq!(leaks(&r), None);
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reading the key's memory file")),
+        "{}",
+        r.json()
+    );
+
+    // Writing: the demo centre numbers the next key 7131768, and its licence file's place is
+    // taken by a directory, so installing the activated licence fails at the rename.
+    let target = data.join(format!("{KEY_ID}.7131768.licence"));
+    std::fs::create_dir(&target).expect("dir");
+    std::fs::write(target.join("occupant"), b"x").expect("file");
+    let out = std::process::Command::new(BIN)
+        .args(["centre", "code-list", "--data"])
+        .arg(data.join("demo"))
+        .output()
+        .expect("run");
+    let codes = stdout(&out);
+    let code = codes
+        .lines()
+        .find(|l| l.ends_with("\tnew"))
+        .and_then(|l| l.split('\t').next())
+        .unwrap_or_else(|| panic!("no fresh demo code: {codes}"));
+    let r = s
+        .post(
+            "/api/licences",
+            json!({"ActivationCodeString": code, "ITN": 1234567890}),
+        )
+        .await;
+    r.assert_error(500, "EStorageError");
+    assert_eq!(leaks(&r), None);
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .is_some_and(|m| m.contains("writing the licence file")),
+        "{}",
+        r.json()
+    );
+    // The operator still gets the whole story, path included.
+    let log = s.log();
+    assert!(
+        log.contains(&*target.to_string_lossy()),
+        "the log names the file:\n{log}"
+    );
+}

@@ -259,6 +259,47 @@ async fn install_a_licence_onto_a_blank_usb_key() {
     assert_eq!(licence(&s, 700).await["Workable"], true);
 }
 
+/// Parallel imports of one licence through a running host: each write has its own temp file,
+/// so none fails and the host never reads a half-written file.
+#[tokio::test]
+async fn parallel_imports_of_one_licence_all_succeed() {
+    let s = Server::demo().await;
+    let doc = licence::sign(
+        &terms(557, 2, Binding::Computer(COMPUTER_ID.into())),
+        &s.centre(),
+    )
+    .expect("sign");
+    let f = s.dir.join("557.licence");
+    std::fs::write(&f, &doc).expect("write");
+    let file = f.to_str().expect("p");
+    for round in 0..3 {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(BIN)
+                    .args(["licence", "import", file, "--data"])
+                    .arg(&s.data)
+                    .arg("--config")
+                    .arg(&s.config)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("run keybridge")
+            })
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().expect("wait");
+            assert!(out.status.success(), "round {round}: {}", stdout(&out));
+        }
+        let l = licence(&s, 557).await;
+        assert_eq!(l["Workable"], true, "round {round}: {l}");
+        assert_eq!(l["LicenceCount"], 2);
+    }
+    assert_eq!(
+        std::fs::read(s.data.join("672B.557.licence")).expect("read"),
+        doc
+    );
+}
+
 #[tokio::test]
 async fn validity_dates_are_computed() {
     let s = Server::demo().await;

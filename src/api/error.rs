@@ -110,6 +110,8 @@ impl From<HostError> for ApiError {
             HostError::ConnectionNotFound(_) => (S::NOT_FOUND, "EConnectionNotFound"),
             HostError::NoMatchingKey(_) => (S::NOT_FOUND, "ENoMatchingKey"),
             HostError::NoFreeLicence(_) => (S::FORBIDDEN, "ENoFreeLicence"),
+            HostError::TooManySessions(_) => (S::SERVICE_UNAVAILABLE, "ETooManySessions"),
+            HostError::TooManyConnections(_) => (S::SERVICE_UNAVAILABLE, "ETooManyConnections"),
             HostError::Memory(m) => match m {
                 MemoryError::WrongPassword { .. } => (S::FORBIDDEN, "EWrongPassword"),
                 MemoryError::Locked { .. } => (S::FORBIDDEN, "EMemoryLocked"),
@@ -121,6 +123,7 @@ impl From<HostError> for ApiError {
                 DeviceError::Timeout | DeviceError::Busy => {
                     (S::SERVICE_UNAVAILABLE, "EKeyNotResponding")
                 }
+                DeviceError::Encode(_) => (S::BAD_REQUEST, "EValueTooLarge"),
                 _ => (S::INTERNAL_SERVER_ERROR, "EDeviceError"),
             },
             HostError::Licence(_) => (S::BAD_REQUEST, "ELicenceInvalid"),
@@ -140,6 +143,12 @@ impl From<HostError> for ApiError {
         if status.is_server_error() {
             tracing::error!("{message}");
         }
+        // The log above has the full error, paths included; the client learns what failed,
+        // not where this host keeps its files.
+        let message = match &e {
+            HostError::Store(s) => s.public_message(),
+            _ => message,
+        };
         ApiError::new(status, exception, message)
     }
 }

@@ -10,6 +10,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
 pub struct Reply {
     status: StatusCode,
     body: Option<Vec<u8>>,
+    headers: Vec<(&'static str, HeaderValue)>,
 }
 
 impl Reply {
@@ -18,10 +19,12 @@ impl Reply {
             Ok(body) => Reply {
                 status,
                 body: Some(body),
+                headers: Vec::new(),
             },
             Err(_) => Reply {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 body: Some(br#"{"Code":500,"Text":"Internal server error","Message":"(EInternalError) could not encode the response","Exception":"EInternalError"}"#.to_vec()),
+                headers: Vec::new(),
             },
         }
     }
@@ -35,27 +38,34 @@ impl Reply {
         Reply {
             status: StatusCode::ACCEPTED,
             body: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header with a number, e.g. the total of a paged list.
+    pub fn with_header(mut self, name: &'static str, value: usize) -> Reply {
+        self.headers.push((name, HeaderValue::from(value)));
+        self
     }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        match self.body {
+        let mut r = match self.body {
             Some(b) => {
                 let mut r = Response::new(Body::from(b));
-                *r.status_mut() = self.status;
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static(JSON_CONTENT_TYPE),
                 );
                 r
             }
-            None => {
-                let mut r = Response::new(Body::empty());
-                *r.status_mut() = self.status;
-                r
-            }
+            None => Response::new(Body::empty()),
+        };
+        *r.status_mut() = self.status;
+        for (name, value) in self.headers {
+            r.headers_mut().insert(name, value);
         }
+        r
     }
 }

@@ -13,15 +13,35 @@ use std::sync::Arc;
 
 const MAX_TEXT: usize = 1024;
 
-pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
+/// Entries in a list answer unless `Limit` says otherwise: a table of 100,000 sessions is not
+/// one 40 MB answer by default.
+pub const DEFAULT_PAGE: u64 = 1000;
+/// Largest `Limit`.
+pub const MAX_PAGE: u64 = 10_000;
+/// Header carrying the total number of entries, so a client knows whether to ask for more.
+pub const TOTAL_HEADER: &str = "x-total-count";
+
+/// `Offset` (default 0) and `Limit` (default [`DEFAULT_PAGE`], 1 … [`MAX_PAGE`]).
+fn page(p: &Params) -> Result<(usize, usize), ApiError> {
+    let offset = p.number("Offset")?.unwrap_or(0);
+    let limit = p.number("Limit")?.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "parameter Limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok((
+        usize::try_from(offset).unwrap_or(usize::MAX),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    ))
+}
+
+pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
+    let (offset, limit) = page(&p)?;
     let now = crate::time::now();
-    let sessions = st
-        .host
-        .sessions()
-        .iter()
-        .map(|s| SessionJson::new(s, now))
-        .collect();
-    Reply::ok(&SessionList { sessions })
+    let (page, total) = st.host.sessions(offset, limit);
+    let sessions = page.iter().map(|s| SessionJson::new(s, now)).collect();
+    Ok(Reply::ok(&SessionList { sessions }).with_header(TOTAL_HEADER, total))
 }
 
 pub async fn one(
@@ -41,15 +61,12 @@ pub async fn close(
     Ok(Reply::updated())
 }
 
-pub async fn connections(State(st): State<Arc<AppState>>) -> Reply {
+pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
+    let (offset, limit) = page(&p)?;
     let now = crate::time::now();
-    let connections = st
-        .host
-        .connections()
-        .iter()
-        .map(|c| ConnectionJson::new(c, now))
-        .collect();
-    Reply::ok(&ConnectionList { connections })
+    let (page, total) = st.host.connections(offset, limit);
+    let connections = page.iter().map(|c| ConnectionJson::new(c, now)).collect();
+    Ok(Reply::ok(&ConnectionList { connections }).with_header(TOTAL_HEADER, total))
 }
 
 pub async fn connection(

@@ -37,11 +37,8 @@ impl<T: Transport> ProtocolDevice<T> {
     /// Sends one request and waits for the reply with the same tag.
     fn transact(&mut self, req: &Request) -> Result<Vec<u8>, DeviceError> {
         self.tag = self.tag.wrapping_add(1);
-        let bytes = req
-            .to_frame(self.tag)
-            .encode()
-            .map_err(|e| DeviceError::Refused(e.to_string()))?;
-        for r in split(&bytes) {
+        let bytes = req.to_frame(self.tag)?.encode()?;
+        for r in split(&bytes)? {
             self.transport.write_report(&r)?;
         }
         let deadline = Instant::now() + self.timeout;

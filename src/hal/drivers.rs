@@ -84,9 +84,12 @@ impl fmt::Display for UsbId {
     }
 }
 
+/// Longest `settle_ms` and `timeout_ms` a driver may ask for: longer is a typo, and a wait
+/// beyond it would hold a device's worker for minutes.
+pub const MAX_QUIRK_MS: u64 = 60_000;
+
 /// Device quirks, each off unless the driver file says otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Quirks {
     /// `usb` transport: the kernel's usbhid driver holds the interface; detach it before
     /// claiming (and reattach on release).
@@ -97,6 +100,33 @@ pub struct Quirks {
     pub timeout_ms: Option<u64>,
 }
 
+/// A number as a file writes it. Numbers are read as written and checked afterwards, so a
+/// NaN, a fraction or a huge value is refused with the key's name and the allowed range
+/// rather than a deserializer's type error.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Int(i64),
+    Float(f64),
+}
+
+impl Number {
+    /// The value as a whole number in `lo..=hi`, or a message naming `key`.
+    fn whole(self, key: &str, lo: u64, hi: u64) -> Result<u64, String> {
+        let got = match self {
+            Number::Int(i) => u64::try_from(i).ok().filter(|v| (lo..=hi).contains(v)),
+            Number::Float(_) => None,
+        };
+        got.ok_or_else(|| {
+            let shown = match self {
+                Number::Int(i) => i.to_string(),
+                Number::Float(f) => format!("{f:?}"),
+            };
+            format!("{key}: must be a whole number between {lo} and {hi}, got {shown}")
+        })
+    }
+}
+
 /// The file format, as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,12 +134,19 @@ struct DriverFile {
     name: String,
     devices: Vec<String>,
     transport: TransportKind,
-    protocol: u8,
-    report_size: usize,
+    protocol: Number,
+    report_size: Number,
+    interface: Option<Number>,
     #[serde(default)]
-    interface: u8,
-    #[serde(default)]
-    quirks: Quirks,
+    quirks: QuirksFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct QuirksFile {
+    detach_kernel_driver: bool,
+    settle_ms: Option<Number>,
+    timeout_ms: Option<Number>,
 }
 
 /// One device family, checked.
@@ -153,19 +190,42 @@ impl Driver {
             .map(|d| d.parse::<UsbId>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(invalid)?;
-        if f.protocol != PROTOCOL_VERSION {
+        let protocol = f
+            .protocol
+            .whole("protocol", 0, u8::MAX.into())
+            .map_err(&invalid)?;
+        if protocol != u64::from(PROTOCOL_VERSION) {
             return Err(invalid(format!(
-                "protocol {} is not supported by this build (it speaks protocol {PROTOCOL_VERSION})",
-                f.protocol
+                "protocol {protocol} is not supported by this build (it speaks protocol {PROTOCOL_VERSION})"
             )));
         }
-        if f.report_size != crate::hal::protocol::report::REPORT_SIZE {
+        let report_size = f
+            .report_size
+            .whole("report_size", 0, u16::MAX.into())
+            .map_err(&invalid)?;
+        if report_size != crate::hal::protocol::report::REPORT_SIZE as u64 {
             return Err(invalid(format!(
-                "report_size {} is not supported (the protocol uses {}-byte reports)",
-                f.report_size,
+                "report_size {report_size} is not supported (the protocol uses {}-byte reports)",
                 crate::hal::protocol::report::REPORT_SIZE
             )));
         }
+        let interface = match f.interface {
+            Some(n) => u8::try_from(n.whole("interface", 0, u8::MAX.into()).map_err(&invalid)?)
+                .map_err(|e| invalid(format!("interface: {e}")))?,
+            None => 0,
+        };
+        let settle_ms = match f.quirks.settle_ms {
+            Some(n) => n
+                .whole("[quirks] settle_ms", 0, MAX_QUIRK_MS)
+                .map_err(&invalid)?,
+            None => 0,
+        };
+        let timeout_ms = f
+            .quirks
+            .timeout_ms
+            .map(|n| n.whole("[quirks] timeout_ms", 1, MAX_QUIRK_MS))
+            .transpose()
+            .map_err(&invalid)?;
         if f.quirks.detach_kernel_driver && f.transport != TransportKind::Usb {
             return Err(invalid(
                 "quirk detach_kernel_driver applies to transport \"usb\" only".into(),
@@ -176,10 +236,14 @@ impl Driver {
             name: f.name,
             devices,
             transport: f.transport,
-            protocol: f.protocol,
-            report_size: f.report_size,
-            interface: f.interface,
-            quirks: f.quirks,
+            protocol: PROTOCOL_VERSION,
+            report_size: crate::hal::protocol::report::REPORT_SIZE,
+            interface,
+            quirks: Quirks {
+                detach_kernel_driver: f.quirks.detach_kernel_driver,
+                settle_ms,
+                timeout_ms,
+            },
         })
     }
 
@@ -303,5 +367,72 @@ mod tests {
         assert!(e.to_string().contains("protocol 2"), "{e}");
         let e = Driver::parse("../x", &format!("{base}devices=['1209:0001']")).unwrap_err();
         assert!(e.to_string().contains("file name"), "{e}");
+    }
+
+    #[test]
+    fn bad_numbers_name_the_key() {
+        let base = "name='x'\ndevices=['1209:0001']\ntransport='hid'\n";
+        let ok = "protocol=1\nreport_size=64\n";
+        for (text, key, got) in [
+            (
+                format!("{ok}[quirks]\nsettle_ms = nan\n"),
+                "[quirks] settle_ms",
+                "NaN",
+            ),
+            (
+                format!("{ok}[quirks]\nsettle_ms = -1\n"),
+                "[quirks] settle_ms",
+                "-1",
+            ),
+            (
+                format!("{ok}[quirks]\nsettle_ms = 2.5\n"),
+                "[quirks] settle_ms",
+                "2.5",
+            ),
+            (
+                format!("{ok}[quirks]\ntimeout_ms = 1e300\n"),
+                "[quirks] timeout_ms",
+                "1e300",
+            ),
+            (
+                format!("{ok}[quirks]\ntimeout_ms = 0\n"),
+                "[quirks] timeout_ms",
+                "0",
+            ),
+            (
+                format!("{ok}[quirks]\ntimeout_ms = inf\n"),
+                "[quirks] timeout_ms",
+                "inf",
+            ),
+            (format!("{ok}interface = 300\n"), "interface", "300"),
+            (
+                "protocol=1\nreport_size=1e300\n".to_string(),
+                "report_size",
+                "1e300",
+            ),
+            (
+                "protocol=nan\nreport_size=64\n".to_string(),
+                "protocol",
+                "NaN",
+            ),
+        ] {
+            let e = Driver::parse("acme", &format!("{base}{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("driver acme.toml: ") && e.contains(&format!("{key}: must be")),
+                "{text}: {e}"
+            );
+            assert!(e.ends_with(&format!("got {got}")), "{text}: {e}");
+        }
+        let d = Driver::parse(
+            "acme",
+            &format!("{base}{ok}interface=2\n[quirks]\nsettle_ms=60000\ntimeout_ms=1\n"),
+        )
+        .expect("at the limits");
+        assert_eq!(
+            (d.interface, d.quirks.settle_ms, d.quirks.timeout_ms),
+            (2, 60_000, Some(1))
+        );
     }
 }

@@ -82,6 +82,9 @@ pub enum DeviceError {
     Storage,
     #[error("the USB key refused the command: {0}")]
     Refused(String),
+    /// The host would not send the command: a field does not fit the protocol.
+    #[error("the command cannot be sent to the USB key: {0}")]
+    Encode(#[from] protocol::FrameError),
 }
 
 impl From<TransportError> for DeviceError {

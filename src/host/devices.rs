@@ -144,7 +144,7 @@ impl Host {
                     software_keys::write_licence(&path, &doc).map_err(HostError::from)
                 })
                 .await?;
-                self.reload_software_keys()?;
+                self.reload_software_keys_async().await?;
             }
             Binding::Device(serial) => {
                 let (device_id, slot, replace) = {

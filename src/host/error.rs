@@ -20,6 +20,10 @@ pub enum HostError {
     NoMatchingKey(String),
     #[error("every licence of the matching keys is in use: {0}")]
     NoFreeLicence(String),
+    #[error("the host holds its maximum of {0} sessions ([leases] max_sessions); try again when one ends")]
+    TooManySessions(usize),
+    #[error("the host holds its maximum of {0} connections, each with a live session ([leases] max_connections); try again when one ends")]
+    TooManyConnections(usize),
     #[error("{0}")]
     Memory(#[from] MemoryError),
     #[error("USB key {serial}: {error}")]

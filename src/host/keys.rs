@@ -1,11 +1,12 @@
 //! The licence table: every key on this host, software or on a USB key, as one list.
 
-use super::{Host, HostError};
+use super::{blocking, Host, HostError};
 use crate::hal::DeviceSlot;
-use crate::licence::{self, Binding, LicenceTerms};
+use crate::licence::{self, Binding, LicenceTerms, TrustStore};
 use crate::store::software_keys;
 use crate::time::Timestamp;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 /// A software key file and what opening it gave.
@@ -66,127 +67,241 @@ impl LicenceEntry {
 
     /// Why this key cannot hand out a licence at `now`, if it cannot.
     pub fn unusable_reason(&self, now: Timestamp) -> Option<String> {
-        if let Some(e) = &self.open_error {
-            return Some(format!("key {} is not workable: {e}", self.key_no));
-        }
-        let Some(t) = &self.terms else {
-            return Some(format!("key {} is a blank USB key", self.key_no));
-        };
-        let v = t.validity(now);
-        if v.expired {
-            return Some(format!("key {} has expired", self.key_no));
-        }
-        if v.not_yet_valid {
-            return Some(format!("key {} is not valid yet", self.key_no));
-        }
-        None
+        unusable_reason(
+            self.key_no,
+            self.open_error.as_deref(),
+            self.terms.as_ref(),
+            now,
+        )
     }
 }
 
-fn ids_from_file_name(path: &std::path::Path) -> Option<(String, u64)> {
+/// Why a key cannot hand out a licence at `now`, if it cannot; one rule for a copied entry
+/// and for a borrowed [`KeyView`].
+fn unusable_reason(
+    key_no: u64,
+    open_error: Option<&str>,
+    terms: Option<&LicenceTerms>,
+    now: Timestamp,
+) -> Option<String> {
+    if let Some(e) = open_error {
+        return Some(format!("key {key_no} is not workable: {e}"));
+    }
+    let Some(t) = terms else {
+        return Some(format!("key {key_no} is a blank USB key"));
+    };
+    let v = t.validity(now);
+    if v.expired {
+        return Some(format!("key {key_no} has expired"));
+    }
+    if v.not_yet_valid {
+        return Some(format!("key {key_no} is not valid yet"));
+    }
+    None
+}
+
+const NOT_ATTACHED: &str = "the USB key is not attached";
+
+/// A key of the table as a lookup sees it, borrowed: deciding which key serves a session
+/// copies nothing but the key chosen.
+pub(super) struct KeyView<'a> {
+    pub key_no: u64,
+    pub terms: Option<&'a LicenceTerms>,
+    open_error: Option<&'a str>,
+}
+
+impl KeyView<'_> {
+    pub fn usable(&self, now: Timestamp) -> bool {
+        unusable_reason(self.key_no, self.open_error, self.terms, now).is_none()
+    }
+}
+
+fn ids_from_file_name(path: &Path) -> Option<(String, u64)> {
     let name = path.file_name()?.to_str()?;
     let stem = name.strip_suffix(".licence")?;
     let (id, no) = stem.split_once('.')?;
     Some((id.to_owned(), no.parse().ok()?))
 }
 
-impl Host {
-    /// Re-reads the software key files of the data directory.
-    pub fn reload_software_keys(&self) -> Result<(), HostError> {
-        let files = software_keys::list(&self.data_dir)?;
-        let binding = Binding::Computer(self.computer_id.clone());
-        let keys = files
-            .into_iter()
-            .map(|(path, bytes)| {
-                let name_ids = ids_from_file_name(&path);
-                let opened = bytes
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| licence::open(&b, &self.trust).map_err(|e| e.to_string()));
-                let (terms, open_error) = match opened {
-                    Ok(t) => {
-                        let mut err = t.check_binding(&binding).err().map(|e| e.to_string());
-                        if err.is_none() && name_ids.as_ref() != Some(&(t.key_id.clone(), t.key_no))
-                        {
-                            err = Some(format!(
-                                "file name does not match the licence (expected {})",
-                                software_keys::licence_path(
-                                    std::path::Path::new(""),
-                                    &t.key_id,
-                                    t.key_no
-                                )
+/// The software keys as last read, and which read that was (see [`Host::software_scans`]).
+#[derive(Default)]
+pub(super) struct SoftwareTable {
+    pub keys: Vec<SoftwareKey>,
+    pub scan: u64,
+}
+
+/// Reads and opens every software key file of `data_dir`. Blocking (a directory scan and
+/// file reads): async callers run it on a blocking thread.
+fn scan_software_keys(
+    data_dir: &Path,
+    trust: &TrustStore,
+    computer_id: &str,
+) -> Result<Vec<SoftwareKey>, HostError> {
+    let files = software_keys::list(data_dir)?;
+    let binding = Binding::Computer(computer_id.to_owned());
+    Ok(files
+        .into_iter()
+        .map(|(path, bytes)| {
+            let name_ids = ids_from_file_name(&path);
+            let opened = bytes
+                .map_err(|e| e.to_string())
+                .and_then(|b| licence::open(&b, trust).map_err(|e| e.to_string()));
+            let (terms, open_error) = match opened {
+                Ok(t) => {
+                    let mut err = t.check_binding(&binding).err().map(|e| e.to_string());
+                    if err.is_none() && name_ids.as_ref() != Some(&(t.key_id.clone(), t.key_no)) {
+                        err = Some(format!(
+                            "file name does not match the licence (expected {})",
+                            software_keys::licence_path(Path::new(""), &t.key_id, t.key_no)
                                 .display()
-                            ));
-                        }
-                        (Some(t), err)
+                        ));
                     }
-                    Err(e) => (None, Some(e)),
-                };
-                if let Some(e) = &open_error {
-                    tracing::warn!(file = %path.display(), "licence not usable: {e}");
+                    (Some(t), err)
                 }
-                SoftwareKey {
-                    path,
-                    name_ids,
-                    terms,
-                    open_error,
-                }
-            })
-            .collect();
-        *self
-            .software
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = keys;
+                Err(e) => (None, Some(e)),
+            };
+            if let Some(e) = &open_error {
+                tracing::warn!(file = %path.display(), "licence not usable: {e}");
+            }
+            SoftwareKey {
+                path,
+                name_ids,
+                terms,
+                open_error,
+            }
+        })
+        .collect())
+}
+
+impl SoftwareKey {
+    fn view(&self) -> KeyView<'_> {
+        KeyView {
+            key_no: self.key_no(),
+            terms: self.terms.as_ref(),
+            open_error: self.open_error.as_deref(),
+        }
+    }
+
+    fn key_no(&self) -> u64 {
+        self.terms
+            .as_ref()
+            .map(|t| t.key_no)
+            .or(self.name_ids.as_ref().map(|n| n.1))
+            .unwrap_or(0)
+    }
+
+    fn entry(&self) -> LicenceEntry {
+        LicenceEntry {
+            kind: KeyKind::Software,
+            file_name: self.path.display().to_string(),
+            key_no: self.key_no(),
+            key_id: self
+                .terms
+                .as_ref()
+                .map(|t| t.key_id.clone())
+                .or(self.name_ids.as_ref().map(|n| n.0.clone())),
+            is_blank: false,
+            open_error: self.open_error.clone(),
+            version: licence::FORMAT_VERSION.into(),
+            blank_key_no: None,
+            attached: true,
+            terms: self.terms.clone(),
+        }
+    }
+}
+
+impl UsbKey {
+    fn view(&self) -> KeyView<'_> {
+        KeyView {
+            key_no: self.key_no(),
+            terms: self.terms.as_ref(),
+            open_error: if self.slot.is_none() {
+                Some(NOT_ATTACHED)
+            } else {
+                self.open_error.as_deref()
+            },
+        }
+    }
+
+    fn key_no(&self) -> u64 {
+        self.terms.as_ref().map(|t| t.key_no).unwrap_or(self.serial)
+    }
+
+    fn entry(&self) -> LicenceEntry {
+        LicenceEntry {
+            kind: KeyKind::Usb,
+            file_name: self.device_id.clone(),
+            key_no: self.key_no(),
+            key_id: self.terms.as_ref().map(|t| t.key_id.clone()),
+            is_blank: self.blank,
+            open_error: if self.slot.is_none() {
+                Some(NOT_ATTACHED.into())
+            } else {
+                self.open_error.clone()
+            },
+            version: self.firmware.clone(),
+            blank_key_no: Some(self.serial),
+            attached: self.slot.is_some(),
+            terms: self.terms.clone(),
+        }
+    }
+}
+
+impl Host {
+    /// Re-reads the software key files of the data directory, on this thread (blocking).
+    pub fn reload_software_keys(&self) -> Result<(), HostError> {
+        let scan = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
+        let keys = scan_software_keys(&self.data_dir, &self.trust, &self.computer_id)?;
+        self.set_software_keys(scan, keys);
         Ok(())
     }
 
-    /// Every key, software keys first, each group in KeyNo order.
-    pub fn licences(&self) -> Vec<LicenceEntry> {
+    /// Re-reads the software key files on a blocking thread, keeping the async workers free.
+    pub(super) async fn reload_software_keys_async(&self) -> Result<(), HostError> {
+        let scan = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
+        let (dir, trust, id) = (
+            self.data_dir.clone(),
+            self.trust.clone(),
+            self.computer_id.clone(),
+        );
+        let keys = blocking(move || scan_software_keys(&dir, &trust, &id)).await?;
+        self.set_software_keys(scan, keys);
+        Ok(())
+    }
+
+    /// Installs the result of a read unless a later-started read has already been installed:
+    /// parallel reloads finish in any order, and the later-started one has seen every file
+    /// written before the earlier one started.
+    fn set_software_keys(&self, scan: u64, keys: Vec<SoftwareKey>) {
+        let mut sw = self
+            .software
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if scan > sw.scan {
+            *sw = SoftwareTable { keys, scan };
+        }
+    }
+
+    /// The keys that `keep(key_no, terms)` selects, software keys first, each group in KeyNo
+    /// order. Only those are copied, so a lookup does not clone the whole table.
+    pub(super) fn entries_where(
+        &self,
+        keep: impl Fn(u64, Option<&LicenceTerms>) -> bool,
+    ) -> Vec<LicenceEntry> {
         let mut out: Vec<LicenceEntry> = {
             let sw = self.software.read().unwrap_or_else(PoisonError::into_inner);
-            sw.iter()
-                .map(|k| LicenceEntry {
-                    kind: KeyKind::Software,
-                    file_name: k.path.display().to_string(),
-                    key_no: k
-                        .terms
-                        .as_ref()
-                        .map(|t| t.key_no)
-                        .or(k.name_ids.as_ref().map(|n| n.1))
-                        .unwrap_or(0),
-                    key_id: k
-                        .terms
-                        .as_ref()
-                        .map(|t| t.key_id.clone())
-                        .or(k.name_ids.as_ref().map(|n| n.0.clone())),
-                    is_blank: false,
-                    open_error: k.open_error.clone(),
-                    version: licence::FORMAT_VERSION.into(),
-                    blank_key_no: None,
-                    attached: true,
-                    terms: k.terms.clone(),
-                })
+            sw.keys
+                .iter()
+                .filter(|k| keep(k.key_no(), k.terms.as_ref()))
+                .map(SoftwareKey::entry)
                 .collect()
         };
         out.sort_by_key(|e| e.key_no);
         let mut usb: Vec<LicenceEntry> = {
             let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
             usb.iter()
-                .map(|k| LicenceEntry {
-                    kind: KeyKind::Usb,
-                    file_name: k.device_id.clone(),
-                    key_no: k.terms.as_ref().map(|t| t.key_no).unwrap_or(k.serial),
-                    key_id: k.terms.as_ref().map(|t| t.key_id.clone()),
-                    is_blank: k.blank,
-                    open_error: if k.slot.is_none() {
-                        Some("the USB key is not attached".into())
-                    } else {
-                        k.open_error.clone()
-                    },
-                    version: k.firmware.clone(),
-                    blank_key_no: Some(k.serial),
-                    attached: k.slot.is_some(),
-                    terms: k.terms.clone(),
-                })
+                .filter(|k| keep(k.key_no(), k.terms.as_ref()))
+                .map(UsbKey::entry)
                 .collect()
         };
         usb.sort_by_key(|e| e.key_no);
@@ -194,10 +309,39 @@ impl Host {
         out
     }
 
+    /// The first key `keep` selects in table order (software keys first, each group in KeyNo
+    /// order), copied; the others are only looked at.
+    pub(super) fn first_entry_where(
+        &self,
+        keep: impl Fn(&KeyView<'_>) -> bool,
+    ) -> Option<LicenceEntry> {
+        {
+            let sw = self.software.read().unwrap_or_else(PoisonError::into_inner);
+            let best = sw
+                .keys
+                .iter()
+                .filter(|k| keep(&k.view()))
+                .min_by_key(|k| k.key_no());
+            if let Some(k) = best {
+                return Some(k.entry());
+            }
+        }
+        let usb = self.usb.read().unwrap_or_else(PoisonError::into_inner);
+        usb.iter()
+            .filter(|k| keep(&k.view()))
+            .min_by_key(|k| k.key_no())
+            .map(UsbKey::entry)
+    }
+
+    /// Every key, software keys first, each group in KeyNo order.
+    pub fn licences(&self) -> Vec<LicenceEntry> {
+        self.entries_where(|_, _| true)
+    }
+
     pub fn licence(&self, key_no: u64) -> Result<LicenceEntry, HostError> {
-        self.licences()
+        self.entries_where(|n, _| n == key_no)
             .into_iter()
-            .find(|e| e.key_no == key_no)
+            .next()
             .ok_or(HostError::KeyNotFound(key_no))
     }
 }

@@ -43,7 +43,7 @@ impl Host {
     async fn with_memory<R: Send + 'static>(
         self: &Arc<Self>,
         key_no: u64,
-        on_file: impl FnOnce(&mut UserMemory, keymem::LockPolicy, i64) -> Result<R, MemoryError>
+        on_file: impl FnOnce(&mut UserMemory, keymem::LockPolicy, keymem::Now) -> Result<R, MemoryError>
             + Send
             + 'static,
         on_device: impl FnOnce(&mut dyn KeyDevice) -> Result<R, crate::hal::DeviceError>
@@ -54,13 +54,20 @@ impl Host {
             Target::File(path) => {
                 let host = self.clone();
                 blocking(move || {
-                    let _guard = host
+                    let mut locks = host
                         .software_memory
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner);
                     let mut mem = software_keys::load_memory(&path)?;
+                    mem.resume_lock(locks.get(&path).copied());
                     let before = mem.clone();
-                    let result = on_file(&mut mem, host.memory_policy, keymem::now_ms());
+                    let now = keymem::Now::current();
+                    let result = on_file(&mut mem, host.memory_policy, now);
+                    // Keep the lock's monotonic end for the next request on this key.
+                    match mem.lock_deadline(host.memory_policy, now) {
+                        Some(deadline) => locks.insert(path.clone(), deadline),
+                        None => locks.remove(&path),
+                    };
                     // Failure counters change on refusals too; save any change at all.
                     if mem != before {
                         software_keys::save_memory(&path, &mem)?;

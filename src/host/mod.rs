@@ -19,16 +19,20 @@ pub use devices::DeviceRow;
 pub use error::HostError;
 pub use hotplug::{HotplugEvent, UsbWatchOptions};
 pub use keys::{KeyKind, LicenceEntry};
-pub use leases::{Connection, Opened, Session, SessionRequest};
+pub use leases::{
+    Connection, LeasePolicy, Opened, Session, SessionRequest, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_SESSIONS,
+};
 
 use crate::hal::sim::SimBus;
 use crate::hal::DeviceRegistry;
 use crate::keymem::LockPolicy;
 use crate::licence::TrustStore;
 use crate::time::Timestamp;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::Duration;
 
 /// What a host is built from; the CLI fills it from config and flags.
 #[derive(Debug, Clone)]
@@ -36,7 +40,8 @@ pub struct HostOptions {
     pub data_dir: PathBuf,
     pub computer_id: String,
     pub trust: TrustStore,
-    pub session_lease: Duration,
+    /// Session lease length and the caps on sessions and connections.
+    pub session_lease: LeasePolicy,
     pub memory_policy: LockPolicy,
     /// Base URL of the licensing centre (`http://host:9100`), if any.
     pub centre_url: Option<String>,
@@ -46,16 +51,19 @@ pub struct Host {
     data_dir: PathBuf,
     computer_id: String,
     trust: TrustStore,
-    session_lease: Duration,
+    lease_policy: LeasePolicy,
     memory_policy: LockPolicy,
     started: Timestamp,
-    software: RwLock<Vec<keys::SoftwareKey>>,
+    software: RwLock<keys::SoftwareTable>,
+    /// Numbers reads of the software key files, so a slow read never replaces a newer one.
+    software_scans: AtomicU64,
     usb: RwLock<Vec<keys::UsbKey>>,
     registry: DeviceRegistry,
     sim: SimBus,
     leases: Mutex<leases::Leases>,
-    /// Serialises read-modify-write of software-key memory files.
-    software_memory: Mutex<()>,
+    /// Serialises read-modify-write of software-key memory files, and holds the monotonic end
+    /// of each software key's memory lock (the files store it in wall-clock time).
+    software_memory: Mutex<HashMap<PathBuf, std::time::Instant>>,
     centre: Option<centre_client::CentreClient>,
     /// Real USB keys, once [`Host::start_usb`] has run.
     usb_watch: std::sync::OnceLock<hotplug::UsbWatch>,
@@ -82,14 +90,15 @@ impl Host {
             data_dir: opts.data_dir,
             computer_id: opts.computer_id,
             trust: opts.trust,
-            session_lease: opts.session_lease,
+            lease_policy: opts.session_lease,
             memory_policy: opts.memory_policy,
             started: crate::time::now(),
-            software: RwLock::new(Vec::new()),
+            software: RwLock::new(keys::SoftwareTable::default()),
+            software_scans: AtomicU64::new(0),
             usb: RwLock::new(Vec::new()),
             registry: DeviceRegistry::default(),
             leases: Mutex::new(leases::Leases::default()),
-            software_memory: Mutex::new(()),
+            software_memory: Mutex::new(HashMap::new()),
             centre: opts
                 .centre_url
                 .as_deref()

@@ -28,12 +28,12 @@ pub fn load_or_create(path: &Path) -> Result<KeyPair, StoreError> {
             super::atomic::write(path, pem.as_bytes(), 0o600)?;
             Ok(key)
         }
-        Err(e) => Err(StoreError::io(path, e)),
+        Err(e) => Err(StoreError::read(path, e)),
     }
 }
 
 /// Loads an existing private key without creating one.
 pub fn load(path: &Path) -> Result<KeyPair, StoreError> {
-    let pem = std::fs::read_to_string(path).map_err(|e| StoreError::io(path, e))?;
+    let pem = std::fs::read_to_string(path).map_err(|e| StoreError::read(path, e))?;
     KeyPair::from_pkcs8_pem(&pem).map_err(|e| corrupt(path, e))
 }

@@ -25,7 +25,7 @@ pub fn list(dir: &Path) -> Result<Vec<FoundFile>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(StoreError::io(dir, e)),
+        Err(e) => return Err(StoreError::list_dir(dir, e)),
     };
     for e in entries.flatten() {
         let p = e.path();
@@ -34,7 +34,7 @@ pub fn list(dir: &Path) -> Result<Vec<FoundFile>, StoreError> {
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if is_licence {
-            let bytes = std::fs::read(&p).map_err(|err| StoreError::io(&p, err));
+            let bytes = std::fs::read(&p).map_err(|err| StoreError::read(&p, err));
             out.push((p, bytes));
         }
     }
@@ -55,7 +55,7 @@ pub fn load_memory(path: &Path) -> Result<UserMemory, StoreError> {
             message: e.to_string(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UserMemory::default()),
-        Err(e) => Err(StoreError::io(path, e)),
+        Err(e) => Err(StoreError::read(path, e)),
     }
 }
 

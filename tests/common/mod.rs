@@ -69,11 +69,25 @@ impl Resp {
     }
 }
 
+/// The public key in `pem`, parsed once per PEM: tests that send thousands of requests would
+/// otherwise spend much of their time decoding the same PEM.
+fn parsed_key(pem: &str) -> rsa::RsaPublicKey {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEYS: OnceLock<Mutex<HashMap<String, rsa::RsaPublicKey>>> = OnceLock::new();
+    let mut keys = KEYS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    keys.entry(pem.to_owned())
+        .or_insert_with(|| rsa::RsaPublicKey::from_public_key_pem(pem).expect("public key PEM"))
+        .clone()
+}
+
 /// Checks an RSASSA-PKCS1-v1_5 SHA-256 signature with the `rsa` crate.
 pub fn rsa_verify(pem: &str, message: &[u8], sig_b64: &str) -> bool {
     use base64::Engine;
-    let key = rsa::RsaPublicKey::from_public_key_pem(pem).expect("public key PEM");
-    let vk = VerifyingKey::<Sha256>::new(key);
+    let vk = VerifyingKey::<Sha256>::new(parsed_key(pem));
     let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(sig_b64) else {
         return false;
     };
@@ -199,6 +213,8 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
+        // Its own process group, so killing it also kills what a wrapper started.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -267,6 +283,14 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
+        // The whole group: a wrapper (umockdev-run) does not pass SIGKILL on to the host. Only
+        // while the leader is unreaped, so its pid cannot name someone else's group.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stderr(Stdio::null())
+                .status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

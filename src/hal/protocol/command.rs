@@ -1,6 +1,6 @@
 //! Commands and replies, and their payload encodings. Strings are `u16 length | UTF-8`.
 
-use super::frame::Frame;
+use super::frame::{Frame, FrameError, MAX_PAYLOAD};
 use crate::hal::{DeviceError, DeviceInfo, PasswordChange};
 use crate::keymem::MemoryError;
 
@@ -88,11 +88,33 @@ pub struct Reply {
     pub payload: Vec<u8>,
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let n = u16::try_from(b.len()).unwrap_or(u16::MAX);
+/// Appends `u16 length | bytes`; a field longer than the length can say is refused.
+fn put_bytes(out: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), FrameError> {
+    let n = u16::try_from(b.len()).map_err(|_| FrameError::FieldTooLarge {
+        field,
+        size: b.len(),
+        max: usize::from(u16::MAX),
+    })?;
     out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(&b[..usize::from(n)]);
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+fn put_str(out: &mut Vec<u8>, field: &'static str, s: &str) -> Result<(), FrameError> {
+    put_bytes(out, field, s.as_bytes())
+}
+
+/// A whole-payload field (a licence document) must fit one frame.
+fn put_all(out: &mut Vec<u8>, field: &'static str, b: &[u8]) -> Result<(), FrameError> {
+    if b.len() > MAX_PAYLOAD {
+        return Err(FrameError::FieldTooLarge {
+            field,
+            size: b.len(),
+            max: MAX_PAYLOAD,
+        });
+    }
+    out.extend_from_slice(b);
+    Ok(())
 }
 
 /// Reads length-prefixed strings off a payload.
@@ -132,26 +154,27 @@ impl<'a> Cursor<'a> {
 }
 
 impl Request {
-    pub fn to_frame(&self, tag: u16) -> Frame {
+    /// Encodes the request; a field too large for the protocol is refused, never cut.
+    pub fn to_frame(&self, tag: u16) -> Result<Frame, FrameError> {
         let mut p = Vec::new();
         let code = match self {
             Request::GetInfo => opcode::GET_INFO,
             Request::ReadLicence => opcode::READ_LICENCE,
             Request::InstallLicence(doc) => {
-                p.extend_from_slice(doc);
+                put_all(&mut p, "the licence", doc)?;
                 opcode::INSTALL_LICENCE
             }
             Request::ReplaceLicence(doc) => {
-                p.extend_from_slice(doc);
+                put_all(&mut p, "the licence", doc)?;
                 opcode::REPLACE_LICENCE
             }
             Request::ReadMemory { password } => {
-                put_str(&mut p, password);
+                put_str(&mut p, "the read password", password)?;
                 opcode::READ_MEMORY
             }
             Request::WriteMemory { password, value } => {
-                put_str(&mut p, password);
-                put_str(&mut p, value);
+                put_str(&mut p, "the write password", password)?;
+                put_str(&mut p, "the memory value", value)?;
                 opcode::WRITE_MEMORY
             }
             Request::SetPasswords {
@@ -160,9 +183,10 @@ impl Request {
                 new_read,
                 new_write,
             } => {
-                for s in [read, write, new_read, new_write] {
-                    put_str(&mut p, s);
-                }
+                put_str(&mut p, "the read password", read)?;
+                put_str(&mut p, "the write password", write)?;
+                put_str(&mut p, "the new read password", new_read)?;
+                put_str(&mut p, "the new write password", new_write)?;
                 opcode::SET_PASSWORDS
             }
             Request::ResetMemory => opcode::RESET_MEMORY,
@@ -171,7 +195,10 @@ impl Request {
                 opcode::ATTEST
             }
         };
-        Frame::new(code, tag, p)
+        if p.len() > MAX_PAYLOAD {
+            return Err(FrameError::TooLarge(p.len()));
+        }
+        Ok(Frame::new(code, tag, p))
     }
 
     /// Device side: decodes a request frame. `Err` carries the status to reply with.
@@ -251,21 +278,34 @@ impl Reply {
         })
     }
 
-    /// Device side: the reply for a memory error.
-    pub fn memory_error(e: &MemoryError) -> Reply {
+    /// Device side: the reply for a memory error. A lock longer than the u32 field can say
+    /// is sent as the longest it can (the key stays locked at least that long); a size limit
+    /// that does not fit is refused, as a wrong limit would mislead the host.
+    pub fn memory_error(e: &MemoryError) -> Result<Reply, FrameError> {
+        let limit = |field: &'static str, max: usize| {
+            u32::try_from(max).map_err(|_| FrameError::FieldTooLarge {
+                field,
+                size: max,
+                max: u32::MAX as usize,
+            })
+        };
         let (status, n) = match e {
             MemoryError::WrongPassword { attempts_left } => (Status::WrongPassword, *attempts_left),
             MemoryError::Locked { retry_after_secs } => (
                 Status::Locked,
                 u32::try_from(*retry_after_secs).unwrap_or(u32::MAX),
             ),
-            MemoryError::TooLarge { max, .. } => (Status::TooLarge, *max as u32),
-            MemoryError::PasswordTooLong { max, .. } => (Status::PasswordTooLong, *max as u32),
+            MemoryError::TooLarge { max, .. } => {
+                (Status::TooLarge, limit("the value limit", *max)?)
+            }
+            MemoryError::PasswordTooLong { max, .. } => {
+                (Status::PasswordTooLong, limit("the password limit", *max)?)
+            }
         };
-        Reply {
+        Ok(Reply {
             status,
             payload: n.to_le_bytes().to_vec(),
-        }
+        })
     }
 
     /// Host side: turns a non-OK reply into the matching error.
@@ -294,22 +334,16 @@ impl Reply {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    let n = u16::try_from(b.len()).unwrap_or(u16::MAX);
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(&b[..usize::from(n)]);
-}
-
 /// ATTEST reply: serial u64, blank u8, then device key (DER), certificate and signature, each
 /// `u16 length | bytes`.
-pub fn encode_attestation(a: &crate::hal::Attestation) -> Vec<u8> {
+pub fn encode_attestation(a: &crate::hal::Attestation) -> Result<Vec<u8>, FrameError> {
     let mut p = Vec::new();
     p.extend_from_slice(&a.serial.to_le_bytes());
     p.push(u8::from(a.blank));
-    put_bytes(&mut p, &a.device_key);
-    put_bytes(&mut p, &a.certificate);
-    put_bytes(&mut p, &a.signature);
-    p
+    put_bytes(&mut p, "the device key", &a.device_key)?;
+    put_bytes(&mut p, "the certificate", &a.certificate)?;
+    put_bytes(&mut p, "the signature", &a.signature)?;
+    Ok(p)
 }
 
 pub fn decode_attestation(p: &[u8]) -> Result<crate::hal::Attestation, DeviceError> {
@@ -395,13 +429,90 @@ mod tests {
             Request::Attest { nonce: [7; 32] },
         ];
         for r in reqs {
-            assert_eq!(Request::from_frame(&r.to_frame(1)), Ok(r));
+            assert_eq!(Request::from_frame(&r.to_frame(1).expect("encode")), Ok(r));
         }
         let mut f = Request::ReadMemory {
             password: "x".into(),
         }
-        .to_frame(1);
+        .to_frame(1)
+        .expect("encode");
         f.payload.push(0);
         assert_eq!(Request::from_frame(&f), Err(Status::BadPayload));
+    }
+
+    #[test]
+    fn oversized_fields_are_refused_not_cut() {
+        let long = "p".repeat(usize::from(u16::MAX) + 1);
+        let e = Request::ReadMemory {
+            password: long.clone(),
+        }
+        .to_frame(1)
+        .unwrap_err();
+        assert_eq!(
+            e,
+            FrameError::FieldTooLarge {
+                field: "the read password",
+                size: long.len(),
+                max: 65_535
+            }
+        );
+        assert!(e.to_string().contains("read password"), "{e}");
+        // Each field fits its u16 length, but together they overflow the frame.
+        let big = "v".repeat(usize::from(u16::MAX));
+        assert_eq!(
+            Request::WriteMemory {
+                password: String::new(),
+                value: big.clone(),
+            }
+            .to_frame(1),
+            Err(FrameError::TooLarge(big.len() + 4))
+        );
+        assert!(matches!(
+            Request::InstallLicence(vec![0; MAX_PAYLOAD + 1]).to_frame(1),
+            Err(FrameError::FieldTooLarge {
+                field: "the licence",
+                ..
+            })
+        ));
+        assert!(Request::InstallLicence(vec![0; MAX_PAYLOAD])
+            .to_frame(1)
+            .is_ok());
+        let attestation = |signature: Vec<u8>| crate::hal::Attestation {
+            serial: 1,
+            blank: true,
+            device_key: vec![1; 10],
+            certificate: vec![2; 10],
+            signature,
+        };
+        assert!(matches!(
+            encode_attestation(&attestation(vec![3; 70_000])),
+            Err(FrameError::FieldTooLarge {
+                field: "the signature",
+                size: 70_000,
+                ..
+            })
+        ));
+        let ok = encode_attestation(&attestation(vec![3; 256])).expect("fits");
+        assert_eq!(
+            decode_attestation(&ok).expect("decode").signature.len(),
+            256
+        );
+    }
+
+    #[test]
+    fn a_size_limit_that_does_not_fit_is_refused() {
+        let r = Reply::memory_error(&MemoryError::TooLarge {
+            max: 4096,
+            got: 5000,
+        })
+        .expect("fits");
+        assert_eq!(r.into_result(), Err(DeviceError::TooLarge { max: 4096 }));
+        if usize::BITS > 32 {
+            let huge = u32::MAX as usize + 1;
+            assert!(matches!(
+                Reply::memory_error(&MemoryError::PasswordTooLong { max: huge, got: 0 }),
+                Err(FrameError::FieldTooLarge { size, .. }) if size == huge
+            ));
+        }
     }
 }

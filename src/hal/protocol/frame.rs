@@ -8,6 +8,8 @@ pub const HEADER_LEN: usize = 8;
 pub const CRC_LEN: usize = 4;
 /// Largest payload of one frame.
 pub const MAX_PAYLOAD: usize = 16 * 1024;
+/// Largest encoded frame.
+pub const MAX_FRAME: usize = HEADER_LEN + MAX_PAYLOAD + CRC_LEN;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -30,6 +32,14 @@ pub enum FrameError {
     Length { declared: usize, actual: usize },
     #[error("payload of {0} bytes exceeds the maximum")]
     TooLarge(usize),
+    /// Encoding refuses a field its length (or value) field cannot carry, rather than
+    /// cutting it: a truncated password or licence would be a different one.
+    #[error("{field} is {size}; the protocol carries at most {max}")]
+    FieldTooLarge {
+        field: &'static str,
+        size: usize,
+        max: usize,
+    },
     #[error("CRC mismatch")]
     Crc,
 }
@@ -44,12 +54,13 @@ impl Frame {
         if n > MAX_PAYLOAD {
             return Err(FrameError::TooLarge(n));
         }
+        let len = u16::try_from(n).map_err(|_| FrameError::TooLarge(n))?;
         let mut out = Vec::with_capacity(HEADER_LEN + n + CRC_LEN);
         out.extend_from_slice(&MAGIC);
         out.push(PROTOCOL_VERSION);
         out.push(self.code);
         out.extend_from_slice(&self.tag.to_le_bytes());
-        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&self.payload);
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -106,5 +117,22 @@ mod tests {
         b[9] ^= 1;
         assert_eq!(Frame::decode(&b), Err(FrameError::Crc));
         assert_eq!(Frame::decode(&b[..5]), Err(FrameError::Short(5)));
+    }
+
+    #[test]
+    fn an_oversized_payload_is_refused() {
+        let at_max = Frame::new(4, 1, vec![0; MAX_PAYLOAD])
+            .encode()
+            .expect("max");
+        assert_eq!(at_max.len(), MAX_FRAME);
+        assert_eq!(
+            Frame::new(4, 1, vec![0; MAX_PAYLOAD + 1]).encode(),
+            Err(FrameError::TooLarge(MAX_PAYLOAD + 1))
+        );
+        // Past the u16 length field too: refused, never sent with a wrapped length.
+        assert_eq!(
+            Frame::new(4, 1, vec![0; 65_536 + 3]).encode(),
+            Err(FrameError::TooLarge(65_539))
+        );
     }
 }

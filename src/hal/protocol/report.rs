@@ -1,7 +1,7 @@
 //! Fragmentation of frames into 64-byte reports:
 //! `flags | seq | len | data[61]`, flags bit 7 = first report of a frame, bit 6 = last.
 
-use super::frame::{Frame, MAX_PAYLOAD};
+use super::frame::{Frame, FrameError, MAX_FRAME, MAX_PAYLOAD};
 use thiserror::Error;
 
 pub const REPORT_SIZE: usize = 64;
@@ -11,33 +11,48 @@ pub const LAST: u8 = 0x40;
 
 pub type Report = [u8; REPORT_SIZE];
 
-/// Splits encoded frame bytes into reports.
-pub fn split(bytes: &[u8]) -> Vec<Report> {
+/// Splits encoded frame bytes into reports. Refuses more bytes than one frame can hold,
+/// which the receiving side would refuse anyway.
+pub fn split(bytes: &[u8]) -> Result<Vec<Report>, FrameError> {
+    if bytes.len() > MAX_FRAME {
+        return Err(FrameError::FieldTooLarge {
+            field: "an encoded frame",
+            size: bytes.len(),
+            max: MAX_FRAME,
+        });
+    }
     let chunks: Vec<&[u8]> = if bytes.is_empty() {
         vec![&[]]
     } else {
         bytes.chunks(REPORT_DATA).collect()
     };
     let n = chunks.len();
-    chunks
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let mut r = [0u8; REPORT_SIZE];
-            let mut flags = 0;
-            if i == 0 {
-                flags |= FIRST;
-            }
-            if i + 1 == n {
-                flags |= LAST;
-            }
-            r[0] = flags;
-            r[1] = (i % 256) as u8;
-            r[2] = c.len() as u8;
-            r[3..3 + c.len()].copy_from_slice(c);
-            r
-        })
-        .collect()
+    let mut out = Vec::with_capacity(n);
+    // The sequence number counts modulo 256 by design (a full frame takes ~270 reports and
+    // the reassembler wraps the same way); only the chunk length must fit exactly.
+    let mut seq = 0u8;
+    for (i, c) in chunks.into_iter().enumerate() {
+        let len = u8::try_from(c.len()).map_err(|_| FrameError::FieldTooLarge {
+            field: "a report chunk",
+            size: c.len(),
+            max: REPORT_DATA,
+        })?;
+        let mut r = [0u8; REPORT_SIZE];
+        let mut flags = 0;
+        if i == 0 {
+            flags |= FIRST;
+        }
+        if i + 1 == n {
+            flags |= LAST;
+        }
+        r[0] = flags;
+        r[1] = seq;
+        r[2] = len;
+        r[3..3 + c.len()].copy_from_slice(c);
+        out.push(r);
+        seq = seq.wrapping_add(1);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -115,7 +130,7 @@ mod tests {
     fn split_and_reassemble_large() {
         let payload: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let data = Frame::new(3, 9, payload).encode().expect("encode");
-        let reports = split(&data);
+        let reports = split(&data).expect("split");
         assert_eq!(reports.len(), data.len().div_ceil(REPORT_DATA));
         let mut r = Reassembler::default();
         let mut out = None;
@@ -127,10 +142,21 @@ mod tests {
 
     #[test]
     fn out_of_order_is_refused() {
-        let reports = split(&[7u8; 200]);
+        let reports = split(&[7u8; 200]).expect("split");
         let mut r = Reassembler::default();
         r.push(&reports[0]).expect("first");
         assert!(r.push(&reports[2]).is_err());
         assert!(matches!(r.push(&reports[1]), Err(ReportError::NoStart)));
+    }
+
+    #[test]
+    fn more_than_one_frame_is_refused() {
+        let largest = split(&vec![1u8; MAX_FRAME]).expect("a whole frame");
+        assert_eq!(largest.len(), MAX_FRAME.div_ceil(REPORT_DATA));
+        assert_eq!(largest[256][1], 0, "the sequence wraps");
+        assert!(matches!(
+            split(&vec![1u8; MAX_FRAME + 1]),
+            Err(FrameError::FieldTooLarge { size, .. }) if size == MAX_FRAME + 1
+        ));
     }
 }

@@ -136,7 +136,11 @@ impl Transport for SimTransport {
             Ok(Some(frame)) => {
                 let reply = p.firmware.handle(&frame);
                 match p.fault_on_reply(reply) {
-                    Some(reply) => p.tx.extend(split(&reply)),
+                    // The firmware only answers with frames it could encode, which split.
+                    Some(reply) => match split(&reply) {
+                        Ok(reports) => p.tx.extend(reports),
+                        Err(_) => p.rx.reset(),
+                    },
                     None => return Err(TransportError::Disconnected),
                 }
             }

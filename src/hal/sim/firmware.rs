@@ -11,6 +11,16 @@ pub const FIRMWARE_VERSION: (u8, u8) = (1, 0);
 /// Bytes of licence storage on the simulated key.
 pub const LICENCE_CAPACITY: usize = 8 * 1024;
 const IMAGE_FORMAT: &str = "keybridge-sim-image/1";
+/// The capacities as GET_INFO and TOO_LARGE carry them; the build fails if one stops fitting
+/// its field, so the casts below never cut.
+const MEMORY_CAPACITY_FIELD: u16 = {
+    assert!(MAX_VALUE_BYTES <= u16::MAX as usize);
+    MAX_VALUE_BYTES as u16
+};
+const LICENCE_CAPACITY_FIELD: u16 = {
+    assert!(LICENCE_CAPACITY <= u16::MAX as usize);
+    LICENCE_CAPACITY as u16
+};
 
 /// What the simulated key keeps in its flash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +70,7 @@ impl Firmware {
                 device_key: None,
                 certificate: None,
             },
-            Err(e) => return Err(StoreError::io(path, e)),
+            Err(e) => return Err(StoreError::read(path, e)),
         };
         if image.format != IMAGE_FORMAT || image.serial != serial {
             return Err(StoreError::Corrupt {
@@ -131,7 +141,7 @@ impl Firmware {
             Ok(r) => r,
             Err(status) => return Reply::status(status),
         };
-        let now = keymem::now_ms();
+        let now = keymem::Now::current();
         // Work on a copy; commit it to flash, then to RAM, only if the command succeeds.
         let mut next = self.image.clone();
         let reply = match req {
@@ -140,8 +150,8 @@ impl Firmware {
                     serial: next.serial,
                     firmware: String::new(),
                     blank: next.licence.is_none(),
-                    memory_capacity: MAX_VALUE_BYTES as u16,
-                    licence_capacity: LICENCE_CAPACITY as u16,
+                    memory_capacity: MEMORY_CAPACITY_FIELD,
+                    licence_capacity: LICENCE_CAPACITY_FIELD,
                 };
                 Reply::ok(encode_info(&info, FIRMWARE_VERSION.0, FIRMWARE_VERSION.1))
             }
@@ -163,7 +173,7 @@ impl Firmware {
                 } else if doc.len() > LICENCE_CAPACITY {
                     Reply {
                         status: Status::TooLarge,
-                        payload: (LICENCE_CAPACITY as u32).to_le_bytes().to_vec(),
+                        payload: u32::from(LICENCE_CAPACITY_FIELD).to_le_bytes().to_vec(),
                     }
                 } else {
                     next.licence = Some(crate::crypto::b64(&doc));
@@ -173,12 +183,12 @@ impl Firmware {
             Request::ReadMemory { password } => match next.memory.read(&password, self.policy, now)
             {
                 Ok(v) => Reply::ok(v.into_bytes()),
-                Err(e) => Reply::memory_error(&e),
+                Err(e) => memory_error(&e),
             },
             Request::WriteMemory { password, value } => {
                 match next.memory.write(&password, &value, self.policy, now) {
                     Ok(()) => Reply::ok(Vec::new()),
-                    Err(e) => Reply::memory_error(&e),
+                    Err(e) => memory_error(&e),
                 }
             }
             Request::SetPasswords {
@@ -196,7 +206,7 @@ impl Firmware {
                     now,
                 ) {
                     Ok(()) => Reply::ok(Vec::new()),
-                    Err(e) => Reply::memory_error(&e),
+                    Err(e) => memory_error(&e),
                 }
             }
             Request::ResetMemory => {
@@ -207,28 +217,33 @@ impl Firmware {
                 let blank = next.licence.is_none();
                 let cert = next.certificate.as_deref().and_then(crate::crypto::unb64);
                 match (self.device_key.attest(&nonce, next.serial, blank), cert) {
-                    (Ok(signature), Some(certificate)) => {
-                        Reply::ok(encode_attestation(&Attestation {
-                            serial: next.serial,
-                            blank,
-                            device_key: self.device_key.public_key().der(),
-                            certificate,
-                            signature,
-                        }))
-                    }
+                    (Ok(signature), Some(certificate)) => match encode_attestation(&Attestation {
+                        serial: next.serial,
+                        blank,
+                        device_key: self.device_key.public_key().der(),
+                        certificate,
+                        signature,
+                    }) {
+                        Ok(p) => Reply::ok(p),
+                        Err(_) => Reply::status(Status::StorageFailure),
+                    },
                     _ => Reply::status(Status::StorageFailure),
                 }
             }
         };
         // Failure counters change on wrong passwords too, so persist any change at all.
-        if next != self.image {
-            if save(&self.path, &next).is_err() {
-                return Reply::status(Status::StorageFailure);
-            }
-            self.image = next;
+        if next != self.image && save(&self.path, &next).is_err() {
+            return Reply::status(Status::StorageFailure);
         }
+        // Also when nothing stored changed: RAM keeps the lock's monotonic end.
+        self.image = next;
         reply
     }
+}
+
+/// The reply for a memory error, or a storage failure if it cannot be encoded.
+fn memory_error(e: &keymem::MemoryError) -> Reply {
+    Reply::memory_error(e).unwrap_or_else(|_| Reply::status(Status::StorageFailure))
 }
 
 fn save(path: &Path, image: &Image) -> Result<(), StoreError> {
