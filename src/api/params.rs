@@ -224,14 +224,14 @@ impl Params {
         }
         if let Some(unknown) = map.keys().find(|k| !accepts.contains(&k.as_str())) {
             let shown: String = unknown.chars().take(64).collect();
-            let mut m = format!("{endpoint} takes no parameter {shown:?}");
+            let mut m = format!("{endpoint} takes no parameter {shown:?}.");
             if let Some(c) = closest(unknown, accepts) {
-                m.push_str(&format!(" — did you mean {c}?"));
+                m.push_str(&format!(" Did you mean {c}?"));
             }
             if accepts.is_empty() {
-                m.push_str("; it takes no parameters");
+                m.push_str(" It takes no parameters.");
             } else {
-                m.push_str(&format!("; it takes {}", accepts.join(", ")));
+                m.push_str(&format!(" It takes {}.", accepts.join(", ")));
             }
             return Err(ApiError::bad_request(m));
         }
@@ -484,14 +484,14 @@ mod tests {
     fn unknown_names_suggest_the_meant_one() {
         let e = parse(None, br#"{"Vaule":"a"}"#).expect_err("typo");
         assert!(
-            e.contains("\"Vaule\"") && e.contains("did you mean Value?"),
+            e.contains("\"Vaule\"") && e.contains("Did you mean Value?"),
             "{e}"
         );
         let e = parse(Some("pasword="), b"").expect_err("typo");
-        assert!(e.contains("did you mean Password?"), "{e}");
+        assert!(e.contains("Did you mean Password?"), "{e}");
         let e = parse(Some("Colour=red"), b"").expect_err("unknown");
-        assert!(!e.contains("did you mean"), "{e}");
-        assert!(e.contains("it takes Password, Value"), "{e}");
+        assert!(!e.contains("Did you mean"), "{e}");
+        assert!(e.contains("It takes Password, Value."), "{e}");
         let e = Params::parse(Some("X=1"), b"", &[], "GET /api/licences")
             .expect_err("none")
             .message;

@@ -361,6 +361,93 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
+
+    /// The server log without terminal colour codes, for matching `field=value`.
+    pub fn log_plain(&self) -> String {
+        let log = self.log();
+        let mut out = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters final-byte
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Sends a request exactly as given — raw body bytes, any method token, extra headers —
+    /// and returns the answer without checking it.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        auth: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(m, format!("{}{}", self.base, path));
+        if let Some((u, p)) = auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.expect("body").to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Whether the answer's `Licence-Signature` verifies (rsa crate) over `query_id ‖ body`.
+    pub fn signature_ok(&self, r: &Resp, query_id: &[u8]) -> bool {
+        let Some(sig) = r.header("licence-signature") else {
+            return false;
+        };
+        rsa_verify(&self.public_key, &[query_id, &r.body].concat(), &sig)
+    }
+
+    /// Runs `keybridge verify` on a response saved as `curl -D` and `-o` would save it;
+    /// returns the exit code and what it printed.
+    pub fn cli_verify(&self, headers: &str, body: &[u8]) -> (Option<i32>, String) {
+        let d = tempfile::tempdir().expect("tmp");
+        let (h, b) = (d.path().join("headers.txt"), d.path().join("body"));
+        std::fs::write(&h, headers).expect("write");
+        std::fs::write(&b, body).expect("write");
+        let out = self.cli(&[
+            "verify",
+            "--headers",
+            h.to_str().expect("path"),
+            "--body",
+            b.to_str().expect("path"),
+        ]);
+        (out.status.code(), stdout(&out))
+    }
+}
+
+/// A saved header block as `curl -D` writes it, with the given QueryID and signature.
+pub fn saved_headers(status: u16, query_id: Option<&str>, signature: &str) -> String {
+    let mut h = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n");
+    if let Some(q) = query_id {
+        h.push_str(&format!("Licence-QueryID: {q}\r\n"));
+    }
+    h.push_str(&format!("Licence-Signature: {signature}\r\n\r\n"));
+    h
 }
 
 impl Drop for Server {
