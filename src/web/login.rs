@@ -220,7 +220,10 @@ impl Auth {
             // The right credentials: no guess, so not counted — unless the address is
             // locked out, which holds for every request from it.
             if self.0.throttle.failures(&key) >= self.0.throttle.policy().max_failures {
-                return self.count_refusal(ip, key, h);
+                if let Err(r) = self.0.throttle.begin(&key) {
+                    return self.refused(ip, h, r);
+                }
+                // The window ended meanwhile: the right header, counted and cleared below.
             }
             self.0.throttle.succeed(&key);
             return Login::Ok;
