@@ -30,6 +30,10 @@ pub const BLANK_SERIAL: u64 = 90_000_002;
 
 pub struct Server {
     child: Child,
+    /// Whether `child` has been waited for (after which its process group id may be reused).
+    reaped: bool,
+    /// Whether `child` is a wrapper (`umockdev-run`) with the host as its child.
+    wrapped: bool,
     pub base: String,
     pub dir: PathBuf,
     pub data: PathBuf,
@@ -199,6 +203,8 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
+        // Its own process group, so `kill` reaches the host under a wrapper too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -230,6 +236,8 @@ impl Server {
             .expect("client");
         Server {
             child,
+            reaped: false,
+            wrapped: !wrapper.is_empty(),
             base: format!("http://{addr}"),
             dir: dir.into(),
             data,
@@ -266,9 +274,36 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown code runs.
+    /// A wrapper such as `umockdev-run` does not pass SIGKILL on to the host it runs, which
+    /// would be left behind: the host itself is killed, the wrapper is given a moment to see
+    /// it go and clean up its own files, and then the whole process group is killed.
     pub fn kill(&mut self) {
+        if self.reaped {
+            return;
+        }
+        if self.wrapped {
+            let id = self.child.id();
+            let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children"))
+                .unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                // SAFETY: only sends a signal, to a child the wrapper has not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            for _ in 0..100 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: only sends a signal. The group is the child's own (process_group(0) at
+            // spawn) and its id cannot be reused before the child is reaped, below.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.reaped = true;
     }
 
     /// Sends a request with the default credentials; checks the signature of the answer.
