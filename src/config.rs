@@ -149,6 +149,13 @@ pub struct ApiConfig {
     /// Failed logins from one address within `login_window_seconds` before it is refused.
     pub max_failed_logins: u32,
     pub login_window_seconds: u64,
+    /// Client addresses the failed-login table tracks at once; when all of them are failing,
+    /// logins from new addresses are answered 503 until their window passes.
+    pub login_table_size: usize,
+    /// Password hashes (PBKDF2) computed at once; 0 means one per CPU.
+    pub login_hash_workers: usize,
+    /// How long a login waits for a free hash worker before it is answered 503.
+    pub login_wait_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -159,6 +166,9 @@ impl Default for ApiConfig {
             password_hash: None,
             max_failed_logins: 10,
             login_window_seconds: 60,
+            login_table_size: 10_000,
+            login_hash_workers: 0,
+            login_wait_ms: 2_000,
         }
     }
 }

@@ -254,6 +254,14 @@ async fn credentials_are_required_and_failures_throttled() {
     s.request("GET", "/api/licences", None, Some(("root", "admin")), None)
         .await
         .assert_error(401, "EHTTPUnauthorized");
+    // The request without credentials guessed nothing and was not counted: the right
+    // password still works, and clears the count.
+    assert_eq!(s.get("/api/licences").await.status, 200);
+    for pw in ["a", "b", "c"] {
+        s.request("GET", "/api/licences", None, Some((USER, pw)), None)
+            .await
+            .assert_error(401, "EHTTPUnauthorized");
+    }
     // Three failures from this address: now even the right password is refused for a while.
     let r = s
         .request("GET", "/api/licences", None, Some((USER, PASS)), None)
@@ -263,6 +271,7 @@ async fn credentials_are_required_and_failures_throttled() {
         .as_str()
         .expect("msg")
         .contains("too many failed logins"));
+    assert!(r.header("retry-after").is_some());
     // The public key needs no credentials.
     let pk = s.request("GET", "/api/publickey", None, None, None).await;
     assert_eq!(pk.status, 200);

@@ -34,7 +34,11 @@ async fn exercise(s: &Server, key: u64) {
         )
         .await;
     assert_eq!(r.status, 202);
-    assert!(r.body.is_empty());
+    // Our own JSON, never an empty body (whose signature would cover the QueryID alone).
+    assert_eq!(
+        r.json(),
+        json!({"Code": 202, "Text": "Updated", "Command": "WriteMemory", "KeyNo": key})
+    );
     assert_eq!(value(s, key, "").await, "Это модифицированное значение");
     assert_eq!(
         s.call("POST", &format!("{mem}?Value=from%20query"), None)
@@ -55,6 +59,7 @@ async fn exercise(s: &Server, key: u64) {
         )
         .await;
     assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["Command"], "SetMemoryPasswords");
     read(s, key, "").await.assert_error(403, "EWrongPassword");
     assert_eq!(value(s, key, "r1").await, "from query");
     s.post(&mem, json!({"Password": "r1", "Value": "x"}))
@@ -102,6 +107,10 @@ async fn exercise(s: &Server, key: u64) {
     // Reset empties the value and both passwords.
     let r = s.call("DELETE", &mem, None).await;
     assert_eq!(r.status, 202);
+    assert_eq!(
+        r.json(),
+        json!({"Code": 202, "Text": "Updated", "Command": "ResetMemory", "KeyNo": key})
+    );
     assert_eq!(value(s, key, "").await, "");
     assert_eq!(
         s.post(&mem, json!({"Value": "after reset"})).await.status,

@@ -25,6 +25,10 @@ impl LoginGate for AppState {
     fn refuse(&self, message: String) -> Response {
         ApiError::new(StatusCode::UNAUTHORIZED, "EHTTPUnauthorized", message).into_response()
     }
+
+    fn unavailable(&self, message: String) -> Response {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ELoginBusy", message).into_response()
+    }
 }
 
 /// Answers 503 for every request while the API is disabled in the settings — except the

@@ -41,6 +41,7 @@ pub fn status_text(s: StatusCode) -> &'static str {
         403 => "Forbidden",
         404 => "Not found",
         405 => "Method Not Allowed",
+        413 => "Payload Too Large",
         500 => "Internal server error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
@@ -67,6 +68,21 @@ impl ApiError {
             "EHTTPNotFound",
             format!("The requested URL \"{path}\" was not found."),
         )
+    }
+
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "EHTTPPayloadTooLarge",
+            message,
+        )
+    }
+
+    /// A bug on our side, said as such (the details go to the log, not to the client).
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!("{message}");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "EInternalError", message)
     }
 
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
@@ -153,15 +169,25 @@ impl From<HostError> for ApiError {
     }
 }
 
+/// The exception name for a status when nothing more specific is known.
+fn exception_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "EBadRequest",
+        StatusCode::UNAUTHORIZED => "EHTTPUnauthorized",
+        StatusCode::NOT_FOUND => "EHTTPNotFound",
+        StatusCode::METHOD_NOT_ALLOWED => "EHTTPMethodNotAllowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "EHTTPPayloadTooLarge",
+        StatusCode::SERVICE_UNAVAILABLE => "EServiceUnavailable",
+        s if s.is_server_error() => "EInternalError",
+        s if s.is_client_error() => "EBadRequest",
+        _ => "EHTTPError",
+    }
+}
+
 /// The spec's error body for a status, for layers that only know the status (the signing
 /// layer's refusals).
 pub fn plain_error(status: StatusCode, message: String) -> Response {
-    let exception = match status {
-        StatusCode::BAD_REQUEST => "EBadRequest",
-        s if s.is_server_error() => "EInternalError",
-        _ => "EHTTPError",
-    };
-    ApiError::new(status, exception, message).into_response()
+    ApiError::new(status, exception_for(status), message).into_response()
 }
 
 /// Turns responses the framework makes by itself (405 from a route, a rejected body) into the
@@ -182,9 +208,11 @@ pub async fn normalise(req: Request, next: Next) -> Response {
     let mut out = match status {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(&method, &path),
         StatusCode::NOT_FOUND => ApiError::not_found_url(&path),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::bad_request("the request body is too large"),
-        s if s.is_client_error() => ApiError::new(s, "EBadRequest", "the request was rejected"),
-        s => ApiError::new(s, "EInternalError", "internal error"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::payload_too_large("the request body is too large")
+        }
+        s if s.is_client_error() => ApiError::new(s, exception_for(s), "the request was rejected"),
+        s => ApiError::new(s, exception_for(s), "internal error"),
     }
     .into_response();
     if let Some(a) = allow {

@@ -1,12 +1,15 @@
 use super::error::ApiError;
-use super::params::{self, Params};
+use super::params::{self, Accepts, Params, Segment};
 use super::reply::Reply;
 use super::wire::{LicenceJson, LicenceList};
 use super::AppState;
 use crate::host::ActivationInput;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use std::sync::Arc;
+
+/// Parameters of `POST /api/licences` (spec §4.9).
+pub const INSTALL: Accepts = &["ActivationCodeString", "ITN", "IEC", "BlankKeyNo"];
 
 fn list_reply(entries: &[crate::host::LicenceEntry]) -> Reply {
     let now = crate::time::now();
@@ -20,7 +23,7 @@ pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
 
 pub async fn one(
     State(st): State<Arc<AppState>>,
-    Path(key_no): Path<String>,
+    Segment(key_no): Segment,
 ) -> Result<Reply, ApiError> {
     let key_no = params::key_no(&key_no)?;
     let e = st.host.licence(key_no)?;
@@ -34,7 +37,7 @@ pub async fn install(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply
         code: p.required("ActivationCodeString", 64)?,
         itn: p.itn("ITN")?,
         iec: p.iec("IEC")?,
-        blank_key_no: p.number("BlankKeyNo")?,
+        blank_key_no: p.positive("BlankKeyNo")?,
     };
     let e = st.host.activate(input).await?;
     Ok(Reply::json(

@@ -3,14 +3,28 @@
 //! NewWritePassword is present and writes otherwise; both kinds at once is a 400.
 
 use super::error::ApiError;
-use super::params::{self, Params};
+use super::params::{self, Accepts, Params, Segment};
 use super::reply::Reply;
-use super::wire::MemoryJson;
+use super::wire::{MemoryJson, MemoryUpdated};
 use super::AppState;
 use crate::hal::PasswordChange;
 use crate::keymem::{MAX_PASSWORD_BYTES, MAX_VALUE_BYTES};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use std::sync::Arc;
+
+/// Parameters of `GET` (spec §4.5).
+pub const READ: Accepts = &["Password"];
+/// Parameters of `POST`/`PUT`: a write (§4.6) or a password change (§4.7).
+pub const WRITE: Accepts = &[
+    "Password",
+    "Value",
+    "ReadPassword",
+    "WritePassword",
+    "NewReadPassword",
+    "NewWritePassword",
+];
+/// `DELETE` takes none (§4.8).
+pub const RESET: Accepts = &[];
 
 const PASSWORD_FIELDS: [&str; 4] = [
     "ReadPassword",
@@ -25,7 +39,7 @@ fn password(p: &Params, name: &str) -> Result<String, ApiError> {
 
 pub async fn read(
     State(st): State<Arc<AppState>>,
-    Path(key_no): Path<String>,
+    Segment(key_no): Segment,
     p: Params,
 ) -> Result<Reply, ApiError> {
     let key_no = params::key_no(&key_no)?;
@@ -38,7 +52,7 @@ pub async fn read(
 
 pub async fn write_or_passwords(
     State(st): State<Arc<AppState>>,
-    Path(key_no): Path<String>,
+    Segment(key_no): Segment,
     p: Params,
 ) -> Result<Reply, ApiError> {
     let key_no = params::key_no(&key_no)?;
@@ -58,30 +72,33 @@ pub async fn write_or_passwords(
             new_write: password(&p, "NewWritePassword")?,
         };
         st.host.memory_set_passwords(key_no, change).await?;
-    } else {
-        let value = p.text("Value")?.unwrap_or_default();
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "EValueTooLarge",
-                format!(
-                    "the value is {} bytes; user memory holds at most {MAX_VALUE_BYTES} bytes",
-                    value.len()
-                ),
-            ));
-        }
-        st.host
-            .memory_write(key_no, password(&p, "Password")?, value)
-            .await?;
+        return Ok(Reply::updated(&MemoryUpdated::new(
+            "SetMemoryPasswords",
+            key_no,
+        )));
     }
-    Ok(Reply::updated())
+    let value = p.text("Value")?.unwrap_or_default();
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "EValueTooLarge",
+            format!(
+                "the value is {} bytes; user memory holds at most {MAX_VALUE_BYTES} bytes",
+                value.len()
+            ),
+        ));
+    }
+    st.host
+        .memory_write(key_no, password(&p, "Password")?, value)
+        .await?;
+    Ok(Reply::updated(&MemoryUpdated::new("WriteMemory", key_no)))
 }
 
 pub async fn reset(
     State(st): State<Arc<AppState>>,
-    Path(key_no): Path<String>,
+    Segment(key_no): Segment,
 ) -> Result<Reply, ApiError> {
     let key_no = params::key_no(&key_no)?;
     st.host.memory_reset(key_no).await?;
-    Ok(Reply::updated())
+    Ok(Reply::updated(&MemoryUpdated::new("ResetMemory", key_no)))
 }

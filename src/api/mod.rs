@@ -1,6 +1,6 @@
 //! The СЛК external API over HTTP: thin handlers over [`crate::host::Host`]. Requests pass
-//! signing → error normalising → the API switch → authentication → the handler; see
-//! `docs/api.md` for every endpoint and how the spec's gaps were settled.
+//! signing → error normalising → the API switch → authentication → strict parameters → the
+//! handler; see `docs/api.md` for every endpoint and how the spec's gaps were settled.
 
 pub mod auth;
 pub mod error;
@@ -17,7 +17,8 @@ pub use crate::web::login::Auth;
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
 use crate::web::{login, signing};
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
 use std::sync::Arc;
 
@@ -44,43 +45,78 @@ pub const URNS: [&str; 10] = [
     "/api/publickey",
 ];
 
+/// Parameters of the endpoints that take none.
+const NONE: params::Accepts = &[];
+
+/// One endpoint: a handler for `methods`, declared with the parameters it takes. Every
+/// endpoint goes through here, so every one parses its parameters strictly
+/// ([`params::strict`]) and a handler never sees a name it was not declared with.
+fn endpoint<H, T>(
+    methods: MethodFilter,
+    accepts: params::Accepts,
+    handler: H,
+) -> MethodRouter<Arc<AppState>>
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    on(methods, handler).route_layer(middleware::from_fn_with_state(accepts, params::strict))
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
+    use MethodFilter as M;
+    let write = M::POST.or(M::PUT);
     let api = Router::new()
-        .route("/api", get(info::api))
-        .route("/api/", get(info::api))
-        .route("/api/serverinfo", get(info::server_info))
-        .route("/api/publickey", get(info::public_key))
+        .route("/api", endpoint(M::GET, NONE, info::api))
+        .route("/api/", endpoint(M::GET, NONE, info::api))
+        .route("/api/serverinfo", endpoint(M::GET, NONE, info::server_info))
+        .route("/api/publickey", endpoint(M::GET, NONE, info::public_key))
         .route(
             "/api/licences",
-            get(licences::list)
-                .post(licences::install)
-                .put(licences::install),
+            endpoint(M::GET, NONE, licences::list).merge(endpoint(
+                write,
+                licences::INSTALL,
+                licences::install,
+            )),
         )
         .route(
             "/api/licences/update",
-            post(licences::update).put(licences::update),
+            endpoint(write, NONE, licences::update),
         )
-        .route("/api/licences/{key_no}", get(licences::one))
         .route(
-            "/api/licences/{key_no}/memory",
-            get(memory::read)
-                .post(memory::write_or_passwords)
-                .put(memory::write_or_passwords)
-                .delete(memory::reset),
+            "/api/licences/{KeyNo}",
+            endpoint(M::GET, NONE, licences::one),
         )
-        .route("/api/connections", get(sessions::connections))
-        .route("/api/connections/{id}", get(sessions::connection))
+        .route(
+            "/api/licences/{KeyNo}/memory",
+            endpoint(M::GET, memory::READ, memory::read)
+                .merge(endpoint(write, memory::WRITE, memory::write_or_passwords))
+                .merge(endpoint(M::DELETE, memory::RESET, memory::reset)),
+        )
+        .route(
+            "/api/connections",
+            endpoint(M::GET, sessions::LIST, sessions::connections),
+        )
+        .route(
+            "/api/connections/{ID}",
+            endpoint(M::GET, NONE, sessions::connection),
+        )
         .route(
             "/api/sessions",
-            get(sessions::list).post(sessions::open).put(sessions::open),
+            endpoint(M::GET, sessions::LIST, sessions::list).merge(endpoint(
+                write,
+                sessions::OPEN,
+                sessions::open,
+            )),
         )
         .route(
-            "/api/sessions/{id}",
-            get(sessions::one).delete(sessions::close),
+            "/api/sessions/{ID}",
+            endpoint(M::GET, NONE, sessions::one).merge(endpoint(M::DELETE, NONE, sessions::close)),
         )
         .fallback(info::not_found)
         .with_state(state.clone());
-    // Layers run outermost last-added first: sign ← normalise ← enabled ← login ← handler.
+    // Layers run outermost last-added first:
+    // sign ← normalise ← enabled ← login ← (routing) ← parameters ← handler.
     api.layer(middleware::from_fn_with_state(
         state.clone(),
         login::require_login::<AppState>,

@@ -1,4 +1,6 @@
-//! Successful responses: JSON bodies with the content type the spec's example shows.
+//! Successful responses: always a JSON body, with the content type the spec's example shows.
+//! There is no empty answer: a signature over an empty body would cover the client's QueryID
+//! alone (`docs/signing.md`, "Why it is not an oracle").
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -9,7 +11,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json;charset=utf-8";
 
 pub struct Reply {
     status: StatusCode,
-    body: Option<Vec<u8>>,
+    body: Vec<u8>,
     headers: Vec<(&'static str, HeaderValue)>,
 }
 
@@ -18,12 +20,12 @@ impl Reply {
         match serde_json::to_vec_pretty(value) {
             Ok(body) => Reply {
                 status,
-                body: Some(body),
+                body,
                 headers: Vec::new(),
             },
             Err(_) => Reply {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
-                body: Some(br#"{"Code":500,"Text":"Internal server error","Message":"(EInternalError) could not encode the response","Exception":"EInternalError"}"#.to_vec()),
+                body: br#"{"Code":500,"Text":"Internal server error","Message":"(EInternalError) could not encode the response","Exception":"EInternalError"}"#.to_vec(),
                 headers: Vec::new(),
             },
         }
@@ -33,13 +35,10 @@ impl Reply {
         Self::json(StatusCode::OK, value)
     }
 
-    /// 202 "Updated" with no body, as the spec's memory commands answer.
-    pub fn updated() -> Reply {
-        Reply {
-            status: StatusCode::ACCEPTED,
-            body: None,
-            headers: Vec::new(),
-        }
+    /// 202 "Updated" (memory written, passwords changed, memory reset, session closed), with
+    /// a body that says what was changed (`wire::MemoryUpdated`, `wire::SessionClosed`).
+    pub fn updated<T: Serialize>(value: &T) -> Reply {
+        Self::json(StatusCode::ACCEPTED, value)
     }
 
     /// Adds a header with a number, e.g. the total of a paged list.
@@ -51,18 +50,12 @@ impl Reply {
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        let mut r = match self.body {
-            Some(b) => {
-                let mut r = Response::new(Body::from(b));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(JSON_CONTENT_TYPE),
-                );
-                r
-            }
-            None => Response::new(Body::empty()),
-        };
+        let mut r = Response::new(Body::from(self.body));
         *r.status_mut() = self.status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(JSON_CONTENT_TYPE),
+        );
         for (name, value) in self.headers {
             r.headers_mut().insert(name, value);
         }

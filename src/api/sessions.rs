@@ -1,17 +1,36 @@
 //! Sessions (`/api/sessions`) and the connections they arrive on (`/api/connections`).
 
 use super::error::ApiError;
-use super::params::Params;
+use super::params::{Accepts, Params, Segment};
 use super::reply::Reply;
-use super::wire::{ConnectionJson, ConnectionList, LicenceJson, SessionJson, SessionList};
+use super::wire::{
+    ConnectionJson, ConnectionList, LicenceJson, SessionClosed, SessionJson, SessionList,
+};
 use super::AppState;
 use crate::host::{Opened, SessionRequest};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 const MAX_TEXT: usize = 1024;
+
+/// Parameters of `POST /api/sessions` (spec §4.15).
+pub const OPEN: Accepts = &[
+    "KeyID",
+    "ClientSessionID",
+    "AppName",
+    "UserName",
+    "SessionStarted",
+    "ComputerName",
+    "InfoBaseName",
+    "AccessCode",
+    "KeyNo",
+    "ITN",
+    "IEC",
+];
+/// The lists' paging parameters.
+pub const LIST: Accepts = &["Offset", "Limit"];
 
 /// Entries in a list answer unless `Limit` says otherwise: a table of 100,000 sessions is not
 /// one 40 MB answer by default.
@@ -44,21 +63,18 @@ pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, A
     Ok(Reply::ok(&SessionList { sessions }).with_header(TOTAL_HEADER, total))
 }
 
-pub async fn one(
-    State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Reply, ApiError> {
+pub async fn one(State(st): State<Arc<AppState>>, Segment(id): Segment) -> Result<Reply, ApiError> {
     let s = st.host.session(&id)?;
     Ok(Reply::ok(&SessionJson::new(&s, crate::time::now())))
 }
 
-/// Releases a session early (not in the spec; design §5). 202 with no body.
+/// Releases a session early (not in the spec; design §5). 202 with `SessionClosed`.
 pub async fn close(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Reply, ApiError> {
     st.host.close_session(&id)?;
-    Ok(Reply::updated())
+    Ok(Reply::updated(&SessionClosed::new(id)))
 }
 
 pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
@@ -71,7 +87,7 @@ pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<R
 
 pub async fn connection(
     State(st): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    Segment(id): Segment,
 ) -> Result<Reply, ApiError> {
     let c = st.host.connection(&id)?;
     Ok(Reply::ok(&ConnectionJson::new(&c, crate::time::now())))
@@ -104,7 +120,7 @@ fn parse_request(
         computer_name: p.text_max("ComputerName", MAX_TEXT)?,
         info_base_name: p.text_max("InfoBaseName", MAX_TEXT)?,
         access_code: p.text_max("AccessCode", MAX_TEXT)?,
-        key_no: p.number("KeyNo")?,
+        key_no: p.positive("KeyNo")?,
         itn,
         iec,
         peer_ip: peer.ip(),

@@ -188,6 +188,59 @@ pub struct MemoryJson {
     pub value: String,
 }
 
+/// The 202 "Updated" answer of the memory commands. The spec gives them no body; keybridge
+/// sends this one so that every signature covers a body of ours — never the client's QueryID
+/// alone — and so the signed answer says what was changed on which key. `Code` and `Text`
+/// are those of the error body, so a client can read every answer's status the same way.
+#[derive(Serialize)]
+pub struct MemoryUpdated {
+    #[serde(rename = "Code")]
+    pub code: u16,
+    #[serde(rename = "Text")]
+    pub text: &'static str,
+    /// `WriteMemory`, `SetMemoryPasswords` or `ResetMemory`.
+    #[serde(rename = "Command")]
+    pub command: &'static str,
+    #[serde(rename = "KeyNo")]
+    pub key_no: u64,
+}
+
+impl MemoryUpdated {
+    pub fn new(command: &'static str, key_no: u64) -> Self {
+        MemoryUpdated {
+            code: 202,
+            text: "Updated",
+            command,
+            key_no,
+        }
+    }
+}
+
+/// The 202 answer of `DELETE /api/sessions/{ID}`, for the same reasons as [`MemoryUpdated`].
+#[derive(Serialize)]
+pub struct SessionClosed {
+    #[serde(rename = "Code")]
+    pub code: u16,
+    #[serde(rename = "Text")]
+    pub text: &'static str,
+    /// Always `CloseSession`.
+    #[serde(rename = "Command")]
+    pub command: &'static str,
+    #[serde(rename = "ID")]
+    pub id: String,
+}
+
+impl SessionClosed {
+    pub fn new(id: String) -> Self {
+        SessionClosed {
+            code: 202,
+            text: "Updated",
+            command: "CloseSession",
+            id,
+        }
+    }
+}
+
 /// "True"/"False": sessions and connections carry `Expired` as a string.
 fn flag(b: bool) -> &'static str {
     if b {

@@ -295,6 +295,14 @@ impl LoginGate for CentreState {
         );
         r
     }
+
+    fn unavailable(&self, message: String) -> Response {
+        CentreReply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": message, "reason": "busy"}),
+        )
+        .into_response()
+    }
 }
 
 async fn not_found() -> CentreReply {

@@ -161,12 +161,7 @@ async fn serve(
     let state = Arc::new(AppState {
         host: host.clone(),
         signer,
-        auth: Auth::new(
-            config.api.user.clone(),
-            hash,
-            config.api.max_failed_logins,
-            Duration::from_secs(config.api.login_window_seconds),
-        ),
+        auth: Auth::with_limits(config.api.user.clone(), hash, (&config.api).into()),
         api_enabled: config.api.enabled,
         server_version: crate::web::server_version_header(),
     });

@@ -73,6 +73,33 @@ fn from_headers(text: &str) -> (Option<String>, Option<String>) {
     (sig.or(qsig), qid)
 }
 
+/// Why a (QueryID, body) pair cannot be an answer the host sent, whatever its signature: the
+/// host signs only QueryIDs of its alphabet, never an empty body, and only JSON objects or
+/// its PEM public key. A pair outside that is refused before the signature is looked at, so
+/// a signature over other bytes cannot be passed off as an answer.
+fn not_an_answer(query_id: Option<&str>, body: &[u8]) -> Option<String> {
+    use crate::web::signing::{query_id_ok, MAX_QUERY_ID};
+    if let Some(q) = query_id {
+        if !query_id_ok(q.as_bytes()) {
+            let shown: String = q.chars().take(80).collect();
+            return Some(format!(
+                "the QueryID {shown:?} is not one the host answers (1-{MAX_QUERY_ID} characters of A-Z, a-z, 0-9, '.', '_', ':', '-'); the host refuses such a request, so no genuine answer carries it"
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Some(
+            "the body is empty; the host never signs an empty body (a HEAD answer carries no signature), so this is not an answer it sent".into(),
+        );
+    }
+    if !(body.starts_with(b"{") || body.starts_with(b"-----BEGIN PUBLIC KEY-----")) {
+        return Some(
+            "the body is neither a JSON object nor the host's PEM public key; the host signs nothing else".into(),
+        );
+    }
+    None
+}
+
 pub fn verify(a: &VerifyArgs) -> CliResult {
     let key = match &a.public_key {
         Some(p) => {
@@ -100,6 +127,10 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         }
         None => (a.signature.clone().unwrap_or_default(), a.query_id.clone()),
     };
+    if let Some(why) = not_an_answer(qid.as_deref(), &body) {
+        println!("refused: {why}");
+        return Ok(ExitCode::from(1));
+    }
     let sig = crypto::unb64(&sig).ok_or("the signature is not base64")?;
     let mut message = qid.unwrap_or_default().into_bytes();
     message.extend_from_slice(&body);

@@ -8,7 +8,8 @@
 //!   JSON or a second message;
 //! - no signed answer has an empty body: a handler that made one is a bug, and the layer
 //!   replaces it with the service's JSON for that status instead of signing the QueryID alone;
-//! - it signs exactly what is sent: a HEAD answer sends no body, so it carries no signature.
+//! - it signs exactly what is sent: a HEAD answer sends no body, so it carries no signature;
+//! - a request with two QueryIDs is refused (400), so the echoed one is the one signed.
 //!
 //! Signing (RSA) runs on the blocking pool, never on an async worker.
 
@@ -128,7 +129,16 @@ pub async fn sign<S: ResponseSigning>(
 ) -> Response {
     let head = req.method() == Method::HEAD;
     let query_id = req.headers().get(&QUERY_ID).cloned();
+    let repeated = req.headers().get_all(&QUERY_ID).iter().nth(1).is_some();
     let (resp, query_id) = match query_id {
+        // Two QueryIDs: whichever one we signed, a reader might take the other.
+        Some(_) if repeated => (
+            state.error(
+                StatusCode::BAD_REQUEST,
+                "Licence-QueryID is given more than once; send one".into(),
+            ),
+            None,
+        ),
         Some(q) if !query_id_ok(q.as_bytes()) => (
             state.error(
                 StatusCode::BAD_REQUEST,

@@ -30,6 +30,10 @@ pub const BLANK_SERIAL: u64 = 90_000_002;
 
 pub struct Server {
     child: Child,
+    /// Whether `child` has been waited for (after which its process group id may be reused).
+    reaped: bool,
+    /// Whether `child` is a wrapper (`umockdev-run`) with the host as its child.
+    wrapped: bool,
     pub base: String,
     pub dir: PathBuf,
     pub data: PathBuf,
@@ -213,7 +217,7 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
-        // Its own process group, so killing it also kills what a wrapper started.
+        // Its own process group, so `kill` reaches the host under a wrapper too.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
@@ -246,6 +250,8 @@ impl Server {
             .expect("client");
         Server {
             child,
+            reaped: false,
+            wrapped: !wrapper.is_empty(),
             base: format!("http://{addr}"),
             dir: dir.into(),
             data,
@@ -282,17 +288,36 @@ impl Server {
     }
 
     /// SIGKILL: no shutdown code runs.
+    /// A wrapper such as `umockdev-run` does not pass SIGKILL on to the host it runs, which
+    /// would be left behind: the host itself is killed, the wrapper is given a moment to see
+    /// it go and clean up its own files, and then the whole process group is killed.
     pub fn kill(&mut self) {
-        // The whole group: a wrapper (umockdev-run) does not pass SIGKILL on to the host. Only
-        // while the leader is unreaped, so its pid cannot name someone else's group.
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", self.child.id())])
-                .stderr(Stdio::null())
-                .status();
+        if self.reaped {
+            return;
+        }
+        if self.wrapped {
+            let id = self.child.id();
+            let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children"))
+                .unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+                // SAFETY: only sends a signal, to a child the wrapper has not reaped yet.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            for _ in 0..100 {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: only sends a signal. The group is the child's own (process_group(0) at
+            // spawn) and its id cannot be reused before the child is reaped, below.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.reaped = true;
     }
 
     /// Sends a request with the default credentials; checks the signature of the answer.
@@ -385,6 +410,93 @@ impl Server {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
+
+    /// The server log without terminal colour codes, for matching `field=value`.
+    pub fn log_plain(&self) -> String {
+        let log = self.log();
+        let mut out = String::with_capacity(log.len());
+        let mut chars = log.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // CSI: ESC [ parameters final-byte
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Sends a request exactly as given — raw body bytes, any method token, extra headers —
+    /// and returns the answer without checking it.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        auth: Option<(&str, &str)>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(m, format!("{}{}", self.base, path));
+        if let Some((u, p)) = auth {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.expect("body").to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Whether the answer's `Licence-Signature` verifies (rsa crate) over `query_id ‖ body`.
+    pub fn signature_ok(&self, r: &Resp, query_id: &[u8]) -> bool {
+        let Some(sig) = r.header("licence-signature") else {
+            return false;
+        };
+        rsa_verify(&self.public_key, &[query_id, &r.body].concat(), &sig)
+    }
+
+    /// Runs `keybridge verify` on a response saved as `curl -D` and `-o` would save it;
+    /// returns the exit code and what it printed.
+    pub fn cli_verify(&self, headers: &str, body: &[u8]) -> (Option<i32>, String) {
+        let d = tempfile::tempdir().expect("tmp");
+        let (h, b) = (d.path().join("headers.txt"), d.path().join("body"));
+        std::fs::write(&h, headers).expect("write");
+        std::fs::write(&b, body).expect("write");
+        let out = self.cli(&[
+            "verify",
+            "--headers",
+            h.to_str().expect("path"),
+            "--body",
+            b.to_str().expect("path"),
+        ]);
+        (out.status.code(), stdout(&out))
+    }
+}
+
+/// A saved header block as `curl -D` writes it, with the given QueryID and signature.
+pub fn saved_headers(status: u16, query_id: Option<&str>, signature: &str) -> String {
+    let mut h = format!("HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n");
+    if let Some(q) = query_id {
+        h.push_str(&format!("Licence-QueryID: {q}\r\n"));
+    }
+    h.push_str(&format!("Licence-Signature: {signature}\r\n\r\n"));
+    h
 }
 
 impl Drop for Server {
