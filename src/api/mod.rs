@@ -16,7 +16,7 @@ pub use crate::web::login::Auth;
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
-use crate::web::{login, signing};
+use crate::web::{login, server, signing};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use std::sync::Arc;
@@ -44,7 +44,8 @@ pub const URNS: [&str; 10] = [
     "/api/publickey",
 ];
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API's router; `limits` bound each request (`web::server::request_limits`).
+pub fn router(state: Arc<AppState>, limits: server::RequestLimits) -> Router {
     let api = Router::new()
         .route("/api", get(info::api))
         .route("/api/", get(info::api))
@@ -80,17 +81,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(info::not_found)
         .with_state(state.clone());
-    // Layers run outermost last-added first: sign ← normalise ← enabled ← login ← handler.
-    api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        login::require_login::<AppState>,
-    ))
-    .layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_enabled,
-    ))
-    .layer(middleware::from_fn(error::normalise))
-    .layer(middleware::from_fn_with_state(
+    // Layers run outermost last-added first:
+    // sign ← limits ← normalise ← enabled ← login ← handler.
+    let api = api
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            login::require_login::<AppState>,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_enabled,
+        ))
+        .layer(middleware::from_fn(error::normalise));
+    server::request_limits(api, limits, error::plain_error).layer(middleware::from_fn_with_state(
         Arc::new(signing::HostSigning {
             key: state.signer.clone(),
             server_version: state.server_version.clone(),
