@@ -67,9 +67,20 @@ impl CentreServer {
             let _ = child.wait();
             panic!("the centre did not start: {line:?}");
         };
-        let client = super::client_trusting(ca_pem);
-        let keys: Value = client
-            .get(format!("{base}/centre/v1/publickey"))
+        // From here on a panic drops the value, which ends the process.
+        let mut c = CentreServer {
+            child,
+            base,
+            data,
+            public_key: String::new(),
+            response_key: String::new(),
+            client: super::client_trusting(ca_pem),
+            database: database.map(str::to_owned),
+            _tmp: tmp,
+        };
+        let keys: Value = c
+            .client
+            .get(format!("{}/centre/v1/publickey", c.base))
             .send()
             .await
             .expect("pk")
@@ -77,18 +88,9 @@ impl CentreServer {
             .await
             .expect("keys");
         let pem = |k: &str| keys[k].as_str().expect("pem").to_owned();
-        let (public_key, response_key) = (pem("licence_key"), pem("response_key"));
-        assert_ne!(public_key, response_key, "one key, one purpose");
-        CentreServer {
-            child,
-            base,
-            data,
-            public_key,
-            response_key,
-            client,
-            database: database.map(str::to_owned),
-            _tmp: tmp,
-        }
+        (c.public_key, c.response_key) = (pem("licence_key"), pem("response_key"));
+        assert_ne!(c.public_key, c.response_key, "one key, one purpose");
+        c
     }
 
     /// POSTs and checks the answer's signature against the centre key.

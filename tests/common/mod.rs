@@ -207,6 +207,8 @@ impl Server {
         wrapper: &[String],
         ca_pem: Option<&str>,
     ) -> Server {
+        // Before the process starts, so a panic here leaves nothing running.
+        let client = client_trusting(ca_pem);
         let data = dir.join("data");
         let config = dir.join("keybridge.toml");
         if !opts.config.is_empty() || !config.exists() {
@@ -262,7 +264,6 @@ impl Server {
                 panic!("keybridge did not start; log:\n{log}");
             }
         };
-        let client = client_trusting(ca_pem);
         Server {
             child,
             base,
