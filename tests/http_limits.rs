@@ -455,3 +455,47 @@ async fn hyper_refuses_malformed_requests_itself_unsigned() {
     // The server is unaffected.
     assert_eq!(s.get("/api/serverinfo").await.status, 200);
 }
+
+#[tokio::test]
+async fn idle_connections_close_but_a_request_in_progress_is_not_idle() {
+    let s = Server::start(host_opts(
+        "header_timeout_seconds = 30\nidle_timeout_seconds = 1\nrequest_timeout_seconds = 3",
+    ))
+    .await;
+    let addr = s.addr();
+    // A kept-alive connection after its answer, and one that never sent anything: closed by
+    // the idle timeout (1 s), long before the header timeout (30 s).
+    let mut kept = TcpStream::connect(&addr).await.expect("connect");
+    kept.write_all(b"GET /api/publickey HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_response(&mut kept, Duration::from_secs(5))
+            .await
+            .status,
+        200
+    );
+    let mut silent = TcpStream::connect(&addr).await.expect("connect");
+    for c in [&mut kept, &mut silent] {
+        let closed = closed_within(c, Duration::from_secs(10))
+            .await
+            .expect("an idle connection must be closed");
+        assert!(closed < Duration::from_secs(5), "{closed:?}");
+    }
+    // A request whose body is late is in progress, not idle: it runs to the request timeout
+    // (3 s) and gets its signed 408.
+    let t = Instant::now();
+    let mut slow = half_sent_body(&addr, "/api/sessions", true, &[b' '; 50], 5).await;
+    let r = read_response(&mut slow, Duration::from_secs(10)).await;
+    let took = t.elapsed();
+    assert_eq!(r.status, 408, "after {took:?}");
+    assert!(
+        took >= Duration::from_millis(2800),
+        "cut off after {took:?}"
+    );
+    assert!(rsa_verify(
+        &s.public_key,
+        &r.body,
+        r.header("licence-signature").expect("signed")
+    ));
+}
