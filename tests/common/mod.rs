@@ -241,6 +241,8 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
+        // Its own process group, so a wrapper's children (umockdev-run's keybridge) go with it.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -259,7 +261,7 @@ impl Server {
         let base = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => a,
             Err(_) => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
                 panic!("keybridge did not start; log:\n{log}");
             }
@@ -314,8 +316,7 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
     }
 
     /// Sends a request with the default credentials; checks the signature of the answer.
@@ -414,6 +415,18 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// SIGKILL to a child started in its own process group, and to everything in that group.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        if child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on the group our unreaped child leads.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// `scheme://host:port` from a service's "listening on http(s)://ADDR/…" line.
