@@ -365,7 +365,7 @@ pub async fn serve(
         if permits.available_permits() == 0 {
             cap_log.log(|_| {
                 tracing::warn!(
-                    "{cap} connections open: not accepting more until one ends ([http] max_connections)"
+                    "{cap} connections open: not accepting more until one ends (max_connections, fd_reserve)"
                 )
             });
         }
