@@ -86,6 +86,64 @@ pub struct Config {
     pub licences: LicenceConfig,
     pub centre: CentreConfig,
     pub usb: UsbConfig,
+    pub http: HttpConfig,
+}
+
+/// `[http]`: how the API's HTTP server bounds connections and requests (`web::server`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Time a client has to send a request's head, from when the server starts waiting.
+    pub header_timeout_seconds: f64,
+    /// Time to receive the rest of a request and answer it; then a signed 408.
+    pub request_timeout_seconds: f64,
+    /// A connection with no request in progress and no byte moving is closed after this.
+    pub idle_timeout_seconds: f64,
+    pub tls_handshake_timeout_seconds: f64,
+    /// Connections at once; never more than RLIMIT_NOFILE less `fd_reserve`.
+    pub max_connections: usize,
+    /// File descriptors kept for files, devices and the control socket.
+    pub fd_reserve: u64,
+    /// How long a shutdown waits for requests in progress.
+    pub shutdown_timeout_seconds: f64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        use crate::web::server as d;
+        HttpConfig {
+            header_timeout_seconds: d::DEFAULT_HEADER_TIMEOUT,
+            request_timeout_seconds: d::DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout_seconds: d::DEFAULT_IDLE_TIMEOUT,
+            tls_handshake_timeout_seconds: d::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            max_connections: d::DEFAULT_MAX_CONNECTIONS,
+            fd_reserve: d::DEFAULT_FD_RESERVE,
+            shutdown_timeout_seconds: d::DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The limits, or which key is out of range.
+    pub fn limits(&self) -> Result<crate::web::server::Limits, String> {
+        use crate::web::server::seconds;
+        let s = |key: &str, v: f64| seconds(&format!("[http] {key}"), v);
+        if self.max_connections == 0 {
+            return Err("[http] max_connections must be at least 1".into());
+        }
+        Ok(crate::web::server::Limits {
+            header_timeout: s("header_timeout_seconds", self.header_timeout_seconds)?,
+            request_timeout: s("request_timeout_seconds", self.request_timeout_seconds)?,
+            idle_timeout: s("idle_timeout_seconds", self.idle_timeout_seconds)?,
+            tls_handshake_timeout: s(
+                "tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+            )?,
+            max_connections: self.max_connections,
+            fd_reserve: self.fd_reserve,
+            shutdown_timeout: s("shutdown_timeout_seconds", self.shutdown_timeout_seconds)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +194,8 @@ impl UsbConfig {
 pub struct CentreConfig {
     /// The licensing centre activations and updates go to, e.g. `http://centre.example:9100`.
     pub url: Option<String>,
+    /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +216,10 @@ pub struct ApiConfig {
     pub login_hash_workers: usize,
     /// How long a login waits for a free hash worker before it is answered 503.
     pub login_wait_ms: u64,
+    /// Serve the API over HTTPS with this certificate chain (PEM) …
+    pub tls_cert: Option<PathBuf>,
+    /// … and its private key (PEM). Both or neither.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -169,6 +233,8 @@ impl Default for ApiConfig {
             login_table_size: 10_000,
             login_hash_workers: 0,
             login_wait_ms: 2_000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

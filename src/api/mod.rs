@@ -16,7 +16,7 @@ pub use crate::web::login::Auth;
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
-use crate::web::{login, signing};
+use crate::web::{login, server, signing};
 use axum::handler::Handler;
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{middleware, Router};
@@ -63,7 +63,8 @@ where
     on(methods, handler).route_layer(middleware::from_fn_with_state(accepts, params::strict))
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The API's router; `limits` bound each request (`web::server::request_limits`).
+pub fn router(state: Arc<AppState>, limits: server::RequestLimits) -> Router {
     use MethodFilter as M;
     let write = M::POST.or(M::PUT);
     let api = Router::new()
@@ -116,17 +117,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(info::not_found)
         .with_state(state.clone());
     // Layers run outermost last-added first:
-    // sign ← normalise ← enabled ← login ← (routing) ← parameters ← handler.
-    api.layer(middleware::from_fn_with_state(
-        state.clone(),
-        login::require_login::<AppState>,
-    ))
-    .layer(middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_enabled,
-    ))
-    .layer(middleware::from_fn(error::normalise))
-    .layer(middleware::from_fn_with_state(
+    // sign ← limits ← normalise ← enabled ← login ← (routing) ← parameters ← handler.
+    let api = api
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            login::require_login::<AppState>,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_enabled,
+        ))
+        .layer(middleware::from_fn(error::normalise));
+    server::request_limits(api, limits, error::plain_error).layer(middleware::from_fn_with_state(
         Arc::new(signing::HostSigning {
             key: state.signer.clone(),
             server_version: state.server_version.clone(),

@@ -8,6 +8,7 @@ use super::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
 use crate::crypto::CentreResponseKey;
 use crate::licence::{Flags, Iec, Itn, KeyType};
 use crate::web::login::{require_login, Auth, LoginGate};
+use crate::web::server::{request_limits, RequestLimits};
 use crate::web::signing::{self, CentreSigning};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -325,13 +326,16 @@ pub fn plain_error(status: StatusCode, message: String) -> Response {
         StatusCode::BAD_REQUEST => "invalid",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         s if s.is_server_error() => "internal",
         _ => "error",
     };
     CentreReply(status, json!({"error": message, "reason": reason})).into_response()
 }
 
-pub fn router(state: Arc<CentreState>) -> Router {
+/// The centre's router; `limits` bound each request (`web::server::request_limits`).
+pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
     let key = Arc::new(CentreSigning {
         key: state.response_key.clone(),
         server_version: crate::web::server_version_header(),
@@ -344,16 +348,16 @@ pub fn router(state: Arc<CentreState>) -> Router {
             state.clone(),
             require_login::<CentreState>,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/centre/v1/activate", post(activate))
         .route("/centre/v1/licence", post(current))
         .route("/centre/v1/restore", post(restore))
         .route("/centre/v1/publickey", get(public_key))
         .merge(admin)
         .fallback(not_found)
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(
-            key,
-            signing::sign::<CentreSigning>,
-        ))
+        .with_state(state);
+    request_limits(app, limits, plain_error).layer(middleware::from_fn_with_state(
+        key,
+        signing::sign::<CentreSigning>,
+    ))
 }

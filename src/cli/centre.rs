@@ -7,6 +7,7 @@ use crate::crypto::password::PasswordHash;
 use crate::crypto::{CentreResponseKey, LicenceKey};
 use crate::store::keyfile;
 use crate::web::login::Auth;
+use crate::web::{server, tls};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +46,28 @@ pub enum CentreCommand {
         /// which is refused on a non-loopback address.
         #[arg(long, env = "KEYBRIDGE_CENTRE_ADMIN_HASH")]
         admin_password_hash: Option<String>,
+        /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+        #[arg(
+            long,
+            env = "KEYBRIDGE_CENTRE_TLS_CERT",
+            value_name = "FILE",
+            requires = "tls_key"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(
+            long,
+            env = "KEYBRIDGE_CENTRE_TLS_KEY",
+            value_name = "FILE",
+            requires = "tls_cert"
+        )]
+        tls_key: Option<PathBuf>,
+        /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy, say).
+        /// Deliberately a flag only, with no environment variable.
+        #[arg(long)]
+        insecure_http: bool,
+        #[command(flatten)]
+        http: CentreHttpArgs,
         #[command(flatten)]
         data: CentreData,
     },
@@ -131,40 +154,148 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-/// Serves a centre on `listener` until the process ends.
+/// Largest request body the centre reads by default (its JSON requests are a few KiB).
+pub const DEFAULT_CENTRE_MAX_BODY: usize = 1024 * 1024;
+
+/// How the centre's HTTP server bounds connections and requests (`web::server`); the same
+/// defaults as the host's `[http]` section.
+#[derive(Args, Clone, Debug)]
+pub struct CentreHttpArgs {
+    /// Seconds a client has to send a request's head, from when the server starts waiting.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_HEADER_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = server::DEFAULT_HEADER_TIMEOUT)]
+    header_timeout_seconds: f64,
+    /// Seconds to receive the rest of a request and answer it; then a signed 408.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_REQUEST_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = server::DEFAULT_REQUEST_TIMEOUT)]
+    request_timeout_seconds: f64,
+    /// Seconds a connection may sit with no request in progress and no byte moving.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_IDLE_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = server::DEFAULT_IDLE_TIMEOUT)]
+    idle_timeout_seconds: f64,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_TLS_HANDSHAKE_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = server::DEFAULT_TLS_HANDSHAKE_TIMEOUT)]
+    tls_handshake_timeout_seconds: f64,
+    /// Connections at once; never more than RLIMIT_NOFILE less --fd-reserve.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// File descriptors kept for the database and files.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_FD_RESERVE", value_name = "N",
+          default_value_t = server::DEFAULT_FD_RESERVE)]
+    fd_reserve: u64,
+    /// Seconds a shutdown waits for requests in progress.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_SHUTDOWN_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = server::DEFAULT_SHUTDOWN_TIMEOUT)]
+    shutdown_timeout_seconds: f64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_MAX_BODY_BYTES", value_name = "BYTES",
+          default_value_t = DEFAULT_CENTRE_MAX_BODY)]
+    max_body_bytes: usize,
+}
+
+impl CentreHttpArgs {
+    fn limits(&self) -> Result<CentreLimits, String> {
+        let s = |flag: &str, v: f64| server::seconds(&format!("--{flag}"), v);
+        if self.max_connections == 0 || self.max_body_bytes == 0 {
+            return Err("--max-connections and --max-body-bytes must be at least 1".into());
+        }
+        let request_timeout = s("request-timeout-seconds", self.request_timeout_seconds)?;
+        Ok(CentreLimits {
+            server: server::Limits {
+                header_timeout: s("header-timeout-seconds", self.header_timeout_seconds)?,
+                request_timeout,
+                idle_timeout: s("idle-timeout-seconds", self.idle_timeout_seconds)?,
+                tls_handshake_timeout: s(
+                    "tls-handshake-timeout-seconds",
+                    self.tls_handshake_timeout_seconds,
+                )?,
+                max_connections: self.max_connections,
+                fd_reserve: self.fd_reserve,
+                shutdown_timeout: s("shutdown-timeout-seconds", self.shutdown_timeout_seconds)?,
+            },
+            request: server::RequestLimits {
+                timeout: request_timeout,
+                max_body: Some(self.max_body_bytes),
+            },
+        })
+    }
+}
+
+/// The centre's connection limits and per-request limits.
+#[derive(Debug, Clone)]
+pub struct CentreLimits {
+    pub server: server::Limits,
+    pub request: server::RequestLimits,
+}
+
+impl Default for CentreLimits {
+    fn default() -> Self {
+        let server = server::Limits::default();
+        CentreLimits {
+            request: server::RequestLimits {
+                timeout: server.request_timeout,
+                max_body: Some(DEFAULT_CENTRE_MAX_BODY),
+            },
+            server,
+        }
+    }
+}
+
+/// Serves a centre on `listener` until `shutdown` resolves (and its connections drain).
 pub async fn serve_centre(
     state: Arc<CentreState>,
     listener: tokio::net::TcpListener,
-) -> std::io::Result<()> {
-    // Peer addresses, so failed admin logins are throttled per client.
-    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).await
+    tls: server::Tls,
+    limits: CentreLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let app = http::router(state, limits.request);
+    server::serve(listener, app, tls, limits.server, shutdown).await;
 }
 
 pub fn run(cmd: CentreCommand) -> CliResult {
     let rt = runtime()?;
-    rt.block_on(async move {
+    let done = rt.block_on(async move {
         match cmd {
-            CentreCommand::Serve { listen, admin_password_hash, data } => {
+            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, http, data } => {
                 if admin_password_hash.is_none() && !listen.ip().is_loopback() {
                     return Err(format!(
                         "refusing to listen on {listen} with the default admin password; pass --admin-password-hash"
                     ));
+                }
+                let limits = http.limits()?;
+                let tls = match (&tls_cert, &tls_key) {
+                    (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(|e| format!("TLS: {e}"))?),
+                    (None, None) => None,
+                    _ => return Err("--tls-cert and --tls-key must be given together".into()),
+                };
+                if tls.is_none() && !listen.ip().is_loopback() {
+                    if !insecure_http {
+                        return Err(format!(
+                            "refusing to serve plain HTTP on {listen}: activation codes, admin passwords and licences \
+                             would cross the network unencrypted; give --tls-cert and --tls-key, or --insecure-http \
+                             if a TLS-terminating proxy in front of the centre encrypts the traffic"
+                        ));
+                    }
+                    tracing::warn!("serving plain HTTP on {listen} (--insecure-http)");
                 }
                 let hash = match admin_password_hash {
                     Some(h) => PasswordHash::parse(&h).map_err(|e| e.to_string())?,
                     None => PasswordHash::new("admin"),
                 };
                 let centre = data.open().await?;
-                let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("{listen}: {e}"))?;
+                let listener = server::bind(listen).await?;
                 let local = listener.local_addr().map_err(|e| e.to_string())?;
-                println!("keybridge centre listening on http://{local}/centre/v1 (data: {})", data.data.display());
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                println!("keybridge centre listening on {scheme}://{local}/centre/v1 (data: {})", data.data.display());
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
                 let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
                 let response_key = Arc::new(data.response_key()?);
                 let state = Arc::new(CentreState { centre, admin, response_key });
-                serve_centre(state, listener).await.map_err(|e| e.to_string())?;
+                serve_centre(state, listener, tls, limits, server::shutdown_signal()).await;
             }
             CentreCommand::ProductAdd { product, data } => {
                 data.open().await?.add_product(&product.to_product()).await.map_err(|e| e.to_string())?;
@@ -212,5 +343,8 @@ pub fn run(cmd: CentreCommand) -> CliResult {
             }
         }
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Blocking work still running after the server stopped does not hold up the exit.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    done
 }

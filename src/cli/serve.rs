@@ -10,6 +10,7 @@ use crate::crypto::HostResponseKey;
 use crate::host::{self, Host, HostOptions};
 use crate::licence::TrustStore;
 use crate::store::keyfile;
+use crate::web;
 use clap::Args;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -71,16 +72,48 @@ pub fn run(args: ServeArgs) -> CliResult {
         None => PasswordHash::new("admin"),
     };
 
+    let limits = config.http.limits()?;
+    let tls = match (&config.api.tls_cert, &config.api.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(web::tls::acceptor(cert, key).map_err(|e| format!("[api] TLS: {e}"))?)
+        }
+        (None, None) => None,
+        _ => return Err("[api] tls_cert and tls_key must be given together".into()),
+    };
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(config, listen, &data_dir, args.demo, hash))
+    let served = runtime.block_on(serve(
+        config,
+        Serving {
+            listen,
+            limits,
+            tls,
+        },
+        &data_dir,
+        args.demo,
+        hash,
+    ));
+    // Work on the blocking pool (a USB scan, say) does not hold up the exit for long.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    served
+}
+
+/// How long the exit waits for blocking work after the server has stopped.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// How the API is served: where, with which limits, and whether over TLS.
+struct Serving {
+    listen: SocketAddr,
+    limits: web::server::Limits,
+    tls: web::server::Tls,
 }
 
 async fn serve(
     config: Config,
-    listen: SocketAddr,
+    serving: Serving,
     data_dir: &Path,
     demo_mode: bool,
     hash: PasswordHash,
@@ -123,6 +156,7 @@ async fn serve(
                 .url
                 .clone()
                 .or_else(|| demo_centre.as_ref().map(|(_, url)| url.clone())),
+            centre_ca_file: config.centre.ca_file.clone(),
         })
         .map_err(|e| e.to_string())?,
     );
@@ -165,24 +199,36 @@ async fn serve(
         api_enabled: config.api.enabled,
         server_version: crate::web::server_version_header(),
     });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = web::server::bind(serving.listen).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let scheme = if serving.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "keybridge {} listening on http://{local}/api (data: {})",
+        "keybridge {} listening on {scheme}://{local}/api (data: {})",
         crate::VERSION,
         data_dir.display()
     );
     let _ = std::io::stdout().flush();
 
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let limits = web::server::RequestLimits {
+        timeout: serving.limits.request_timeout,
+        // The API's parameters stop reading at their own 64 KiB (api::params::MAX_BODY).
+        max_body: None,
+    };
+    let app = api::router(state, limits);
+    web::server::serve(
+        listener,
+        app,
+        serving.tls,
+        serving.limits,
+        web::server::shutdown_signal(),
+    )
+    .await;
     control.abort();
     let _ = std::fs::remove_file(&control_path);
-    served.map_err(|e| format!("server error: {e}"))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -217,31 +263,15 @@ async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String)
         "http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    // On loopback, in-process: plain HTTP with the default limits; it ends with the host.
     let serving = state.clone();
-    tokio::spawn(async move {
-        if let Err(e) = super::centre::serve_centre(serving, listener).await {
-            tracing::error!("demo centre stopped: {e}");
-        }
-    });
+    tokio::spawn(super::centre::serve_centre(
+        serving,
+        listener,
+        None,
+        super::centre::CentreLimits::default(),
+        std::future::pending(),
+    ));
     tracing::info!("demo licensing centre at {url}");
     Ok((state, url))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }

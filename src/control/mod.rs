@@ -352,6 +352,7 @@ mod tests {
                 session_lease: Default::default(),
                 memory_policy: crate::keymem::LockPolicy::default(),
                 centre_url: None,
+                centre_ca_file: None,
             })
             .expect("host"),
         )

@@ -15,9 +15,14 @@ pub(super) struct CentreClient {
 }
 
 impl CentreClient {
-    pub fn new(url: &str) -> Result<CentreClient, HostError> {
+    /// A client for the centre at `url`. An `https://` centre must present a certificate
+    /// that the system's roots or `ca_file` (PEM) vouch for; TLS is rustls on aws-lc-rs.
+    pub fn new(url: &str, ca_file: Option<&std::path::Path>) -> Result<CentreClient, HostError> {
+        let tls = crate::web::tls::client_config(ca_file)
+            .map_err(|e| HostError::Internal(format!("[centre] ca_file: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
+            .use_preconfigured_tls(tls)
             .build()
             .map_err(|e| HostError::Internal(e.to_string()))?;
         Ok(CentreClient {
@@ -42,7 +47,7 @@ impl CentreClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| self.unreachable(e.to_string()))?;
+            .map_err(|e| self.unreachable(error_chain(&e)))?;
         let status = r.status().as_u16();
         let bytes = r
             .bytes()
@@ -90,4 +95,20 @@ impl CentreClient {
         };
         self.call("restore", &body).await
     }
+}
+
+/// An error with its causes: reqwest's own text omits them, and the cause is what says
+/// "invalid peer certificate: UnknownIssuer".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }

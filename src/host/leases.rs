@@ -577,6 +577,7 @@ mod tests {
             },
             memory_policy: crate::keymem::LockPolicy::default(),
             centre_url: None,
+            centre_ca_file: None,
         })
         .expect("host")
     }

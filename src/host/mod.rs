@@ -45,6 +45,8 @@ pub struct HostOptions {
     pub memory_policy: LockPolicy,
     /// Base URL of the licensing centre (`http://host:9100`), if any.
     pub centre_url: Option<String>,
+    /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
+    pub centre_ca_file: Option<PathBuf>,
 }
 
 pub struct Host {
@@ -102,7 +104,7 @@ impl Host {
             centre: opts
                 .centre_url
                 .as_deref()
-                .map(centre_client::CentreClient::new)
+                .map(|url| centre_client::CentreClient::new(url, opts.centre_ca_file.as_deref()))
                 .transpose()?,
             usb_watch: std::sync::OnceLock::new(),
         };

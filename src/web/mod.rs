@@ -1,10 +1,13 @@
 //! What both HTTP services — the host's СЛК API and the licensing centre — share: the login
-//! gate with its throttle, and the response-signing layer. Each service brings its own key
-//! and its own error format through a small trait, so neither imports the other.
+//! gate with its throttle, the response-signing layer, the serve loop with its limits, and
+//! TLS. Each service brings its own key and its own error format through a small trait, so
+//! neither imports the other.
 
 pub mod login;
+pub mod server;
 pub mod signing;
 pub mod throttle;
+pub mod tls;
 
 /// `Licence-ServerVersion`: `VERSION,OS,CPU`, as the spec's example header shows.
 pub fn server_version_header() -> String {

@@ -33,11 +33,22 @@ impl CentreServer {
 
     /// A centre on the given database URL (default: SQLite in its data directory).
     pub async fn start_on(database: Option<&str>) -> CentreServer {
+        Self::start_with(database, &[], None).await
+    }
+
+    /// A centre with extra `centre serve` arguments (TLS, limits); its client trusts
+    /// `ca_pem`, for a centre serving HTTPS.
+    pub async fn start_with(
+        database: Option<&str>,
+        args: &[&str],
+        ca_pem: Option<&str>,
+    ) -> CentreServer {
         let tmp = tempfile::tempdir().expect("tmp");
         let data = tmp.path().join("centre");
         let mut cmd = Command::new(BIN);
         cmd.args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
+            .args(args)
             .env_remove("KEYBRIDGE_CENTRE_DATABASE");
         if let Some(url) = database {
             cmd.env("KEYBRIDGE_CENTRE_DATABASE", url);
@@ -51,16 +62,25 @@ impl CentreServer {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("line");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split('/').next())
-            .expect("address")
-            .to_owned();
-        let client = reqwest::Client::new();
-        let base = format!("http://{addr}");
-        let keys: Value = client
-            .get(format!("{base}/centre/v1/publickey"))
+        let Some(base) = super::listening_base(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the centre did not start: {line:?}");
+        };
+        // From here on a panic drops the value, which ends the process.
+        let mut c = CentreServer {
+            child,
+            base,
+            data,
+            public_key: String::new(),
+            response_key: String::new(),
+            client: super::client_trusting(ca_pem),
+            database: database.map(str::to_owned),
+            _tmp: tmp,
+        };
+        let keys: Value = c
+            .client
+            .get(format!("{}/centre/v1/publickey", c.base))
             .send()
             .await
             .expect("pk")
@@ -68,18 +88,9 @@ impl CentreServer {
             .await
             .expect("keys");
         let pem = |k: &str| keys[k].as_str().expect("pem").to_owned();
-        let (public_key, response_key) = (pem("licence_key"), pem("response_key"));
-        assert_ne!(public_key, response_key, "one key, one purpose");
-        CentreServer {
-            child,
-            base,
-            data,
-            public_key,
-            response_key,
-            client,
-            database: database.map(str::to_owned),
-            _tmp: tmp,
-        }
+        (c.public_key, c.response_key) = (pem("licence_key"), pem("response_key"));
+        assert_ne!(c.public_key, c.response_key, "one key, one purpose");
+        c
     }
 
     /// POSTs and checks the answer's signature against the centre key.
@@ -187,5 +198,18 @@ impl CentreServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// `host:port` the centre listens on.
+    pub fn addr(&self) -> String {
+        self.base.split("://").nth(1).expect("base URL").to_owned()
+    }
+
+    /// Sends SIGTERM and waits at most `within` for the exit (see `Server::terminate`).
+    pub fn terminate(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<(std::time::Duration, std::process::ExitStatus)> {
+        super::net::terminate(&mut self.child, within)
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod centre;
+pub mod net;
+pub mod pki;
 pub mod umockdev;
 
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -130,6 +132,25 @@ pub fn openssl_verify(pem: &str, message: &[u8], sig_b64: &str) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK")
 }
 
+/// A reqwest client builder. reqwest is built without a TLS provider of its own (the crate
+/// uses rustls on aws-lc-rs only), so the process-wide provider is installed first; every test
+/// client must come from here.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// A test client that also trusts the CA certificate `ca_pem`, if given.
+pub fn client_trusting(ca_pem: Option<&str>) -> reqwest::Client {
+    let mut b = client_builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(60));
+    if let Some(pem) = ca_pem {
+        b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("CA PEM"));
+    }
+    b.build().expect("client")
+}
+
 /// Options for a test server.
 pub struct Opts {
     pub demo: bool,
@@ -185,6 +206,27 @@ impl Server {
     }
 
     pub fn launch_wrapped(dir: &Path, opts: &Opts, wrapper: &[String]) -> Server {
+        Server::launch_with(dir, opts, wrapper, None)
+    }
+
+    /// Starts a host whose API may be HTTPS: its client trusts `ca_pem`.
+    pub async fn start_with(opts: Opts, wrapper: &[String], ca_pem: Option<&str>) -> Server {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut s = Server::launch_with(&dir, &opts, wrapper, ca_pem);
+        s._tmp = Some(tmp);
+        s.wait_ready().await;
+        s
+    }
+
+    pub fn launch_with(
+        dir: &Path,
+        opts: &Opts,
+        wrapper: &[String],
+        ca_pem: Option<&str>,
+    ) -> Server {
+        // Before the process starts, so a panic here leaves nothing running.
+        let client = client_trusting(ca_pem);
         let data = dir.join("data");
         let config = dir.join("keybridge.toml");
         if !opts.config.is_empty() || !config.exists() {
@@ -217,7 +259,7 @@ impl Server {
         if opts.demo {
             cmd.arg("--demo");
         }
-        // Its own process group, so `kill` reaches the host under a wrapper too.
+        // Its own process group, so a wrapper's children (umockdev-run's keybridge) go with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd.spawn().expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
@@ -227,32 +269,26 @@ impl Server {
             let mut sent = false;
             for line in lines.by_ref().map_while(Result::ok) {
                 if !sent {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split('/').next().unwrap_or_default().to_owned();
-                        let _ = tx.send(addr);
+                    if let Some(base) = listening_base(&line) {
+                        let _ = tx.send(base);
                         sent = true;
                     }
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(a) => a,
             Err(_) => {
-                let _ = child.kill();
+                kill_group(&mut child);
                 let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
                 panic!("keybridge did not start; log:\n{log}");
             }
         };
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("client");
         Server {
             child,
             reaped: false,
             wrapped: !wrapper.is_empty(),
-            base: format!("http://{addr}"),
+            base,
             dir: dir.into(),
             data,
             config,
@@ -285,6 +321,17 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `host:port` the server listens on.
+    pub fn addr(&self) -> String {
+        self.base.split("://").nth(1).expect("base URL").to_owned()
+    }
+
+    /// Sends SIGTERM and waits at most `within` for the exit; returns how long it took and
+    /// the exit status, or `None` if it was still running (then it is killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<(Duration, std::process::ExitStatus)> {
+        net::terminate(&mut self.child, within)
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -503,6 +550,29 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// SIGKILL to a child started in its own process group, and to everything in that group.
+fn kill_group(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        if child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill(2) on the group our unreaped child leads.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `scheme://host:port` from a service's "listening on http(s)://ADDR/…" line.
+pub fn listening_base(line: &str) -> Option<String> {
+    let rest = line.split("listening on ").nth(1)?;
+    let (scheme, rest) = rest.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let addr = rest.split('/').next()?;
+    Some(format!("{scheme}://{addr}"))
 }
 
 /// Licence terms as a test centre issues them: series 672B, ITN and IEC set.
