@@ -59,6 +59,7 @@ fn main() {
         session_lease: Duration::from_secs(600),
         memory_policy: LockPolicy::default(),
         centre_url: None,
+        centre_response_key: None,
     })
     .expect("host");
     let terms = LicenceTerms::new(7_131_766, "672B", 5, Binding::Computer("0".repeat(40)));

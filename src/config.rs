@@ -78,6 +78,10 @@ impl UsbConfig {
 pub struct CentreConfig {
     /// The licensing centre activations and updates go to, e.g. `http://centre.example:9100`.
     pub url: Option<String>,
+    /// The centre's response key (PEM, from `keybridge centre key-public --response`): the
+    /// host accepts only answers signed by it. Unset, answers are trusted on the licence
+    /// signature alone (a warning says so).
+    pub response_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

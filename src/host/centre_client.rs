@@ -1,8 +1,15 @@
-//! The host's side of talking to a licensing centre over HTTP (`docs/centre.md`).
+//! The host's side of talking to a licensing centre over HTTP (`docs/centre.md`). Every call
+//! sends a fresh `Licence-QueryID`; with the centre's response key configured, an answer is
+//! accepted only if it echoes that QueryID and is signed by that key over (QueryID, status,
+//! body) — so a replayed or forged answer, or one signed by any other key, is refused.
 
 use super::HostError;
-use crate::centre::wire::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
-use crate::licence::Binding;
+use crate::centre::wire::{
+    ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding,
+};
+use crate::crypto::PublicKey;
+use crate::licence::{Binding, Iec, Itn};
+use crate::web::signing::{self, QUERY_ID, SIGNATURE};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -12,17 +19,33 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 pub(super) struct CentreClient {
     base: String,
     http: reqwest::Client,
+    /// The centre's response key; `None` trusts answers on the licence signature alone.
+    response_key: Option<PublicKey>,
+}
+
+/// What the proof of holding a licence is made of, from the terms (or the claim) the host has.
+pub(super) struct Held<'a> {
+    pub key_id: &'a str,
+    pub key_no: u64,
+    pub code: &'a str,
 }
 
 impl CentreClient {
-    pub fn new(url: &str) -> Result<CentreClient, HostError> {
+    pub fn new(url: &str, response_key: Option<PublicKey>) -> Result<CentreClient, HostError> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .build()
             .map_err(|e| HostError::Internal(e.to_string()))?;
+        let base = url.trim_end_matches('/').to_owned();
+        if response_key.is_none() {
+            tracing::warn!(
+                "the centre's response key is not configured ([centre] response_key): answers from {base} are trusted on the licence signature alone"
+            );
+        }
         Ok(CentreClient {
-            base: url.trim_end_matches('/').to_owned(),
+            base,
             http,
+            response_key,
         })
     }
 
@@ -33,21 +56,41 @@ impl CentreClient {
         }
     }
 
-    /// POSTs to a host-facing endpoint; every one answers with a licence file.
+    fn unverified(&self, why: &str) -> HostError {
+        HostError::CentreUnverified {
+            url: self.base.clone(),
+            message: why.into(),
+        }
+    }
+
+    /// POSTs to a host-facing endpoint and returns the body of a verified 200 answer.
     async fn call<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, HostError> {
         let url = format!("{}/centre/v1/{path}", self.base);
+        // 32 hex digits: fits the QueryID alphabet, and never repeats.
+        let query_id = hex::encode(crate::crypto::random_bytes::<16>());
         let r = self
             .http
             .post(&url)
+            .header(QUERY_ID, &query_id)
             .json(body)
             .send()
             .await
             .map_err(|e| self.unreachable(e.to_string()))?;
         let status = r.status().as_u16();
+        let echoed = r.headers().get(QUERY_ID).map(|v| v.as_bytes().to_vec());
+        let signature = r
+            .headers()
+            .get(SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = r
             .bytes()
             .await
-            .map_err(|e| self.unreachable(e.to_string()))?;
+            .map_err(|e| self.unreachable(e.to_string()))?
+            .to_vec();
+        let bytes = self
+            .verify(query_id.into_bytes(), echoed, status, signature, bytes)
+            .await?;
         if status != 200 {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(HostError::CentreRefused {
@@ -59,35 +102,91 @@ impl CentreClient {
                     .unwrap_or_else(|| format!("HTTP {status}")),
             });
         }
+        Ok(bytes)
+    }
+
+    /// Checks the QueryID echo and the signature (RSA, on the blocking pool), if the
+    /// centre's response key is configured.
+    async fn verify(
+        &self,
+        query_id: Vec<u8>,
+        echoed: Option<Vec<u8>>,
+        status: u16,
+        signature: Option<String>,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let Some(key) = self.response_key.clone() else {
+            return Ok(body);
+        };
+        if echoed.as_deref() != Some(query_id.as_slice()) {
+            return Err(self.unverified("it does not echo this request's Licence-QueryID"));
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            let ok = signing::verify_centre_answer(
+                &key,
+                &query_id,
+                status,
+                &body,
+                signature.as_deref(),
+            );
+            (ok, body)
+        })
+        .await
+        .map_err(|e| HostError::Internal(format!("worker failed: {e}")))?;
+        match checked {
+            (Ok(()), body) => Ok(body),
+            (Err(_), _) => Err(self.unverified("its signature does not verify")),
+        }
+    }
+
+    /// A call whose answer is a licence file.
+    async fn licence<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, HostError> {
+        let bytes = self.call(path, body).await?;
         let body: LicenceBody = serde_json::from_slice(&bytes)
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
         crate::crypto::unb64(&body.licence)
             .ok_or_else(|| self.unreachable("the licence in the answer is not base64".into()))
     }
 
-    pub async fn activate(&self, body: &ActivateBody) -> Result<Vec<u8>, HostError> {
-        self.call("activate", body).await
+    /// A fresh attestation challenge for a blank USB key to answer.
+    pub async fn challenge(&self) -> Result<[u8; 32], HostError> {
+        let bytes = self.call("challenge", &serde_json::json!({})).await?;
+        let body: ChallengeBody = serde_json::from_slice(&bytes)
+            .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
+        let mut c = [0u8; 32];
+        hex::decode_to_slice(&body.challenge, &mut c)
+            .map_err(|_| self.unreachable("the challenge in the answer is not 64 hex digits".into()))?;
+        Ok(c)
     }
 
-    pub async fn current(&self, key_id: &str, key_no: u64) -> Result<Vec<u8>, HostError> {
+    pub async fn activate(&self, body: &ActivateBody) -> Result<Vec<u8>, HostError> {
+        self.licence("activate", body).await
+    }
+
+    pub async fn current(&self, held: &Held<'_>) -> Result<Vec<u8>, HostError> {
         let body = LicenceRef {
-            key_id: key_id.into(),
-            key_no,
+            key_id: held.key_id.into(),
+            key_no: held.key_no,
+            code: held.code.into(),
         };
-        self.call("licence", &body).await
+        self.licence("licence", &body).await
     }
 
     pub async fn restore(
         &self,
-        key_id: &str,
-        key_no: u64,
+        held: &Held<'_>,
+        itn: Option<&Itn>,
+        iec: Option<&Iec>,
         binding: &Binding,
     ) -> Result<Vec<u8>, HostError> {
         let body = RestoreBody {
-            key_id: key_id.into(),
-            key_no,
+            key_id: held.key_id.into(),
+            key_no: held.key_no,
+            code: held.code.into(),
+            itn: itn.map(|i| i.as_str().to_owned()),
+            iec: iec.map(|i| i.as_str().to_owned()),
             binding: WireBinding::from(binding),
         };
-        self.call("restore", &body).await
+        self.licence("restore", &body).await
     }
 }

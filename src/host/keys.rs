@@ -15,6 +15,9 @@ pub(super) struct SoftwareKey {
     pub name_ids: Option<(String, u64)>,
     pub terms: Option<LicenceTerms>,
     pub open_error: Option<String>,
+    /// What a superseded (format 1) file claims to be, untrusted: update asks the centre to
+    /// re-issue it, and the centre checks the claim against its own records.
+    pub claim: Option<licence::Claim>,
 }
 
 /// A USB key the host has seen during this run.
@@ -29,6 +32,8 @@ pub(super) struct UsbKey {
     pub blank: bool,
     pub terms: Option<LicenceTerms>,
     pub open_error: Option<String>,
+    /// What a superseded (format 1) licence on the key claims, untrusted (as for files).
+    pub claim: Option<licence::Claim>,
     /// The device while attached; `None` once unplugged.
     pub slot: Option<Arc<DeviceSlot>>,
 }
@@ -57,6 +62,8 @@ pub struct LicenceEntry {
     /// Software keys always; a USB key while plugged in.
     pub attached: bool,
     pub terms: Option<LicenceTerms>,
+    /// What a superseded licence claims (never trusted; only for asking the centre).
+    pub claim: Option<licence::Claim>,
 }
 
 impl LicenceEntry {
@@ -99,9 +106,15 @@ impl Host {
             .into_iter()
             .map(|(path, bytes)| {
                 let name_ids = ids_from_file_name(&path);
-                let opened = bytes
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| licence::open(&b, &self.trust).map_err(|e| e.to_string()));
+                let mut claim = None;
+                let opened = bytes.map_err(|e| e.to_string()).and_then(|b| {
+                    licence::open(&b, &self.trust).map_err(|e| {
+                        if e == licence::LicenceError::Superseded {
+                            claim = licence::claim(&b);
+                        }
+                        e.to_string()
+                    })
+                });
                 let (terms, open_error) = match opened {
                     Ok(t) => {
                         let mut err = t.check_binding(&binding).err().map(|e| e.to_string());
@@ -129,6 +142,7 @@ impl Host {
                     name_ids,
                     terms,
                     open_error,
+                    claim,
                 }
             })
             .collect();
@@ -160,10 +174,15 @@ impl Host {
                         .or(k.name_ids.as_ref().map(|n| n.0.clone())),
                     is_blank: false,
                     open_error: k.open_error.clone(),
-                    version: licence::FORMAT_VERSION.into(),
+                    version: if k.claim.is_some() {
+                        "1".into()
+                    } else {
+                        licence::FORMAT_VERSION.into()
+                    },
                     blank_key_no: None,
                     attached: true,
                     terms: k.terms.clone(),
+                    claim: k.claim.clone(),
                 })
                 .collect()
         };
@@ -186,6 +205,7 @@ impl Host {
                     blank_key_no: Some(k.serial),
                     attached: k.slot.is_some(),
                     terms: k.terms.clone(),
+                    claim: k.claim.clone(),
                 })
                 .collect()
         };

@@ -40,6 +40,9 @@ pub struct HostOptions {
     pub memory_policy: LockPolicy,
     /// Base URL of the licensing centre (`http://host:9100`), if any.
     pub centre_url: Option<String>,
+    /// The centre's response key: its answers are accepted only signed by it. `None` trusts
+    /// them on the licence signature alone (a warning at start-up says so).
+    pub centre_response_key: Option<crate::crypto::PublicKey>,
 }
 
 pub struct Host {
@@ -93,7 +96,7 @@ impl Host {
             centre: opts
                 .centre_url
                 .as_deref()
-                .map(centre_client::CentreClient::new)
+                .map(|url| centre_client::CentreClient::new(url, opts.centre_response_key.clone()))
                 .transpose()?,
             usb_watch: std::sync::OnceLock::new(),
         };
