@@ -232,7 +232,10 @@ async fn scenario(url: &str) {
 
     // The current version needs the code it was issued from; a wrong code and an unknown
     // licence give the same refusal.
-    let (now4, _) = centre.current(&proof(t4.key_no, &code4)).await.expect("current");
+    let (now4, _) = centre
+        .current(&proof(t4.key_no, &code4))
+        .await
+        .expect("current");
     assert_eq!(now4.binding, computer('E'));
     for (key_no, c) in [(42, &code4), (t4.key_no, &code), (t4.key_no, &stranger)] {
         assert!(matches!(
@@ -414,10 +417,13 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
             910,
         ))
         .expect("attest");
-    refused(centre.activate(&online(&code, p, DeviceChallenge::None)).await);
+    refused(
+        centre
+            .activate(&online(&code, p, DeviceChallenge::None))
+            .await,
+    );
     // A challenge the centre never issued (the request-bound one, say): refused.
-    let bound =
-        keybridge::hal::attest::offline_challenge(&code.to_string(), None, None, 910);
+    let bound = keybridge::hal::attest::offline_challenge(&code.to_string(), None, None, 910);
     let p = blank.attest(&bound).expect("attest");
     assert!(refused(
         centre

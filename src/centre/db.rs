@@ -41,7 +41,9 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
 }
 
-async fn blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> Result<(), CentreError> {
+async fn blocking(
+    f: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+) -> Result<(), CentreError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| CentreError::Invalid(format!("worker failed: {e}")))?

@@ -3,9 +3,7 @@
 //! vendor administration (products, codes) needs Basic credentials. The JSON a host exchanges
 //! with the centre is in [`super::wire`]; `docs/centre.md` describes it.
 
-use super::wire::{
-    ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding,
-};
+use super::wire::{ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
 use super::{
     ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, LicenceProof, Product,
     RestoreRequest,

@@ -12,8 +12,7 @@ pub mod wire;
 
 pub use code::{ActivationCode, CodeError};
 pub use rules::{
-    ActivationRequest, CodeSpec, CodeState, DeviceChallenge, LicenceProof, Product,
-    RestoreRequest,
+    ActivationRequest, CodeSpec, CodeState, DeviceChallenge, LicenceProof, Product, RestoreRequest,
 };
 
 use crate::crypto::LicenceKey;

@@ -101,19 +101,39 @@ pub enum CentreCommand {
 pub struct ProofArgs {
     /// Failed proofs (unknown code; wrong code, ITN or IEC for a licence) allowed per client
     /// address and per licence or code within the window; more get 429.
-    #[arg(long, env = "KEYBRIDGE_CENTRE_PROOF_MAX_FAILURES", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_PROOF_MAX_FAILURES",
+        default_value_t = 10
+    )]
     pub proof_max_failures: u32,
-    #[arg(long, env = "KEYBRIDGE_CENTRE_PROOF_WINDOW_SECONDS", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_PROOF_WINDOW_SECONDS",
+        default_value_t = 600
+    )]
     pub proof_window_seconds: u64,
     /// Most client addresses, and most licences/codes, the failure tables track at once; when
     /// full of failing entries, new ones are refused (429) rather than old ones forgotten.
-    #[arg(long, env = "KEYBRIDGE_CENTRE_THROTTLE_CAPACITY", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_THROTTLE_CAPACITY",
+        default_value_t = 10_000
+    )]
     pub throttle_capacity: usize,
     /// Attestation challenges one client address may ask for per minute.
-    #[arg(long, env = "KEYBRIDGE_CENTRE_CHALLENGES_PER_MINUTE", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_CHALLENGES_PER_MINUTE",
+        default_value_t = 30
+    )]
     pub challenges_per_minute: u32,
     /// How long an attestation challenge stays valid.
-    #[arg(long, env = "KEYBRIDGE_CENTRE_CHALLENGE_TTL_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_CHALLENGE_TTL_SECONDS",
+        default_value_t = 300
+    )]
     pub challenge_ttl_seconds: u64,
     /// Most attestation challenges outstanding at once; beyond it, 503 `challenges_full`.
     #[arg(long, env = "KEYBRIDGE_CENTRE_MAX_CHALLENGES", default_value_t = centre::MAX_CHALLENGES)]

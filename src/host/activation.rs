@@ -133,7 +133,11 @@ impl Host {
                 .terms
                 .as_ref()
                 .map(|t| format!("{}.{}", t.key_id, t.key_no))
-                .or_else(|| e.claim.as_ref().map(|c| format!("{}.{}", c.key_id, c.key_no)))
+                .or_else(|| {
+                    e.claim
+                        .as_ref()
+                        .map(|c| format!("{}.{}", c.key_id, c.key_no))
+                })
                 .unwrap_or_default();
             match answer {
                 Ok(doc) => docs.push(doc),

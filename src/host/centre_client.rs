@@ -122,13 +122,8 @@ impl CentreClient {
             return Err(self.unverified("it does not echo this request's Licence-QueryID"));
         }
         let checked = tokio::task::spawn_blocking(move || {
-            let ok = signing::verify_centre_answer(
-                &key,
-                &query_id,
-                status,
-                &body,
-                signature.as_deref(),
-            );
+            let ok =
+                signing::verify_centre_answer(&key, &query_id, status, &body, signature.as_deref());
             (ok, body)
         })
         .await
@@ -154,8 +149,9 @@ impl CentreClient {
         let body: ChallengeBody = serde_json::from_slice(&bytes)
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
         let mut c = [0u8; 32];
-        hex::decode_to_slice(&body.challenge, &mut c)
-            .map_err(|_| self.unreachable("the challenge in the answer is not 64 hex digits".into()))?;
+        hex::decode_to_slice(&body.challenge, &mut c).map_err(|_| {
+            self.unreachable("the challenge in the answer is not 64 hex digits".into())
+        })?;
         Ok(c)
     }
 

@@ -165,9 +165,9 @@ impl Host {
                         .terms
                         .as_ref()
                         .is_some_and(|t| t.key_id == terms.key_id && t.key_no == terms.key_no)
-                        || k.claim.as_ref().is_some_and(|c| {
-                            c.key_id == terms.key_id && c.key_no == terms.key_no
-                        });
+                        || k.claim
+                            .as_ref()
+                            .is_some_and(|c| c.key_id == terms.key_id && c.key_no == terms.key_no);
                     if !k.blank && !same_key {
                         return Err(HostError::DeviceNotBlank(serial));
                     }
