@@ -233,6 +233,16 @@ async fn licences_need_proof_and_cannot_be_enumerated() {
         .await;
     assert_eq!(s, 400);
 
+    // A series that is no series (it would become a throttle key): refused as such.
+    let (s, j) = c
+        .post(
+            "/centre/v1/licence",
+            json!({"key_id": "A".repeat(100_000), "key_no": a, "code": a_code()}),
+            false,
+        )
+        .await;
+    assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+
     // The refusal every unproven request gets, whatever is wrong.
     let (s, refusal) = c
         .post(
@@ -250,16 +260,21 @@ async fn licences_need_proof_and_cannot_be_enumerated() {
         assert!(!text.contains(ITN) && !text.contains(IEC), "{text}");
         assert!(body.get("licence").is_none(), "{text}");
     };
-    // Sequential KeyNos — issued or not — with made-up codes, or with another licence's code.
+    // Sequential KeyNos — issued or not — with made-up codes, or with another licence's code,
+    // with the right ITN or none.
     for key_no in FIRST - 3..FIRST + 8 {
-        for code in [a_code(), code_b.clone()] {
+        for (code, itn) in [
+            (a_code(), Some(ITN)),
+            (code_b.clone(), Some(ITN)),
+            (a_code(), None),
+        ] {
             if key_no == b && code == code_b {
                 continue;
             }
             let (s, j) = c
                 .post(
                     "/centre/v1/licence",
-                    json!({"key_id": "672B", "key_no": key_no, "code": code}),
+                    json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": itn}),
                     false,
                 )
                 .await;
@@ -289,15 +304,36 @@ async fn licences_need_proof_and_cannot_be_enumerated() {
         unproven(&j);
     }
 
-    // With proof: the current version (the code), and a restore (code, ITN, IEC).
+    // The code alone is not enough for a licence activated with an ITN: otherwise the answer
+    // would hand out the ITN a restore asks for.
+    for (itn, iec) in [(None, None), (Some(ITN), None), (None, Some(IEC))] {
+        let (s, j) = c
+            .post(
+                "/centre/v1/licence",
+                json!({"key_id": "672B", "key_no": a, "code": code_a, "itn": itn, "iec": iec}),
+                false,
+            )
+            .await;
+        assert_eq!((s, &j), (404, &refusal));
+    }
+
+    // With proof: the current version and a restore (code, ITN, IEC as activated).
     let (s, j) = c
         .post(
             "/centre/v1/licence",
-            json!({"key_id": "672B", "key_no": a, "code": code_a}),
+            json!({"key_id": "672B", "key_no": a, "code": code_a, "itn": ITN, "iec": IEC}),
             false,
         )
         .await;
     assert_eq!(s, 200, "{j}");
+    let (s, j) = c
+        .post(
+            "/centre/v1/licence",
+            json!({"key_id": "672B", "key_no": k, "code": code_c}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200, "no ITN: the code alone {j}");
     let (s, j) = c
         .post(
             "/centre/v1/restore",
@@ -493,8 +529,7 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
     let c = centre(None, &["--proof-max-failures", "3"]).await;
     let (code_a, a) = activated(&c, Some(ITN), None, 3, &"A".repeat(40)).await;
     let (code_b, b) = activated(&c, Some(ITN), None, 3, &"B".repeat(40)).await;
-    let lookup =
-        |key_no: u64, code: &str| json!({"key_id": "672B", "key_no": key_no, "code": code});
+    let lookup = |key_no: u64, code: &str| json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": ITN});
 
     // Per client: three wrong guesses on different KeyNos, then 429 — for the right code too.
     let one = client_from("127.0.0.2");

@@ -68,7 +68,7 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     let (s, j) = c
         .post(
             "/centre/v1/licence",
-            json!({"key_id": "672B", "key_no": 7131766, "code": code}),
+            json!({"key_id": "672B", "key_no": 7131766, "code": code, "itn": "1234567890"}),
             false,
         )
         .await;

@@ -50,11 +50,18 @@ fn iec(s: &str) -> Option<Iec> {
     Some(Iec::try_from(s.to_string()).expect("iec"))
 }
 
-fn proof(key_no: u64, code: &ActivationCode) -> LicenceProof {
+fn proof(
+    key_no: u64,
+    code: &ActivationCode,
+    itn_: Option<&str>,
+    iec_: Option<&str>,
+) -> LicenceProof {
     LicenceProof {
         key_id: "672B".into(),
         key_no,
         code: code.clone(),
+        itn: itn_.and_then(itn),
+        iec: iec_.and_then(iec),
     }
 }
 
@@ -230,16 +237,30 @@ async fn scenario(url: &str) {
         Err(CentreError::RestoreNeedsVendor { .. })
     ));
 
-    // The current version needs the code it was issued from; a wrong code and an unknown
-    // licence give the same refusal.
+    // The current version needs the code it was issued from, with the ITN and IEC it was
+    // activated for; anything wrong, and an unknown licence, give the same refusal.
+    let (ok_itn, ok_iec) = (Some("7712345678"), Some("771201001"));
     let (now4, _) = centre
-        .current(&proof(t4.key_no, &code4))
+        .current(&proof(t4.key_no, &code4, ok_itn, ok_iec))
         .await
         .expect("current");
     assert_eq!(now4.binding, computer('E'));
-    for (key_no, c) in [(42, &code4), (t4.key_no, &code), (t4.key_no, &stranger)] {
+    let (first, _) = centre
+        .current(&proof(terms.key_no, &code, None, None))
+        .await
+        .expect("no ITN: the code alone");
+    assert_eq!(first.key_no, terms.key_no);
+    for p in [
+        proof(42, &code4, ok_itn, ok_iec),
+        proof(t4.key_no, &code, ok_itn, ok_iec),
+        proof(t4.key_no, &stranger, ok_itn, ok_iec),
+        proof(t4.key_no, &code4, None, ok_iec),
+        proof(t4.key_no, &code4, ok_itn, None),
+        proof(t4.key_no, &code4, Some("7712345679"), ok_iec),
+        proof(terms.key_no, &code, ok_itn, None),
+    ] {
         assert!(matches!(
-            centre.current(&proof(key_no, c)).await,
+            centre.current(&p).await,
             Err(CentreError::NotProven)
         ));
     }

@@ -283,6 +283,16 @@ fn code(text: &str) -> Result<ActivationCode, CentreReply> {
     ActivationCode::parse(text).map_err(|e| bad(e.to_string()))
 }
 
+/// A series as licences have it (1-16 ASCII letters and digits): checked before it becomes a
+/// throttle key, so no request can park large strings in the table.
+fn key_id(text: String) -> Result<String, CentreReply> {
+    if (1..=16).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(text)
+    } else {
+        Err(bad("key_id is 1-16 letters and digits"))
+    }
+}
+
 async fn current(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
@@ -290,7 +300,9 @@ async fn current(
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let proof = LicenceProof {
         code: code(&b.code)?,
-        key_id: b.key_id,
+        itn: b.itn.map(Itn::try_from).transpose().map_err(bad)?,
+        iec: b.iec.map(Iec::try_from).transpose().map_err(bad)?,
+        key_id: key_id(b.key_id)?,
         key_no: b.key_no,
     };
     let subject = format!("{}.{}", proof.key_id, proof.key_no);
@@ -308,7 +320,7 @@ async fn restore(
         itn: b.itn.map(Itn::try_from).transpose().map_err(bad)?,
         iec: b.iec.map(Iec::try_from).transpose().map_err(bad)?,
         binding: b.binding.into(),
-        key_id: b.key_id,
+        key_id: key_id(b.key_id)?,
         key_no: b.key_no,
     };
     let subject = format!("{}.{}", req.key_id, req.key_no);

@@ -149,12 +149,17 @@ impl ActivationRequest {
     }
 }
 
-/// Proof of holding a licence: which it is, and the activation code it was issued from.
+/// Proof of holding a licence: which it is, the activation code it was issued from, and the
+/// ITN and IEC it was activated for (none when it had none) — all of which the holder's copy
+/// of the licence says. Without the ITN here, the code alone would fetch the ITN and then
+/// pass a restore's proof.
 #[derive(Debug, Clone)]
 pub struct LicenceProof {
     pub key_id: String,
     pub key_no: u64,
     pub code: ActivationCode,
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
 }
 
 /// A restore: the licence onto `binding`, proven by its activation code and the ITN (and
@@ -557,12 +562,20 @@ impl Centre {
     }
 
     /// The current version of a licence this centre issued (dates, product names, support
-    /// periods as they are now), signed afresh — for whoever proves they hold it.
+    /// periods as they are now), signed afresh — for whoever proves they hold it: its code,
+    /// and its ITN and IEC exactly as activated.
     pub async fn current(
         &self,
         proof: &LicenceProof,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
         let row = Self::proven_row(&self.db, &proof.key_id, proof.key_no, &proof.code).await?;
+        let stored_itn: Option<String> = row.try_get("itn")?;
+        let stored_iec: Option<String> = row.try_get("iec")?;
+        if proof.itn.as_ref().map(Itn::as_str) != stored_itn.as_deref()
+            || proof.iec.as_ref().map(Iec::as_str) != stored_iec.as_deref()
+        {
+            return Err(CentreError::NotProven);
+        }
         self.sign(terms_from_row(&row)?).await
     }
 

@@ -98,12 +98,17 @@ pub struct OfflineRequest {
 }
 
 /// `POST /centre/v1/licence`: the current version of a licence, for whoever proves they hold
-/// it with the activation code it was issued from.
+/// it with the activation code it was issued from and the ITN and IEC it was activated for
+/// (absent when it had none).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LicenceRef {
     pub key_id: String,
     pub key_no: u64,
     pub code: String,
+    #[serde(default)]
+    pub itn: Option<String>,
+    #[serde(default)]
+    pub iec: Option<String>,
 }
 
 /// `POST /centre/v1/restore`: the licence onto a new binding, for whoever proves they own it

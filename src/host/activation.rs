@@ -116,13 +116,13 @@ impl Host {
                     key_id: &t.key_id,
                     key_no: t.key_no,
                     code: &t.activation_code,
+                    itn: t.itn.as_ref().map(Itn::as_str),
+                    iec: t.iec.as_ref().map(Iec::as_str),
                 };
                 if t.binding == actual {
                     centre.current(&held).await
                 } else {
-                    centre
-                        .restore(&held, t.itn.as_ref(), t.iec.as_ref(), &actual)
-                        .await
+                    centre.restore(&held, &actual).await
                 }
             } else if let Some(c) = &e.claim {
                 self.reissue(centre, c, &actual).await
@@ -165,6 +165,8 @@ impl Host {
             key_id: &c.key_id,
             key_no: c.key_no,
             code: &c.activation_code,
+            itn: c.itn.as_deref(),
+            iec: c.iec.as_deref(),
         };
         let doc = centre.current(&held).await?;
         // What came back is verified like any licence before its binding is looked at.
@@ -177,8 +179,6 @@ impl Host {
         if terms.binding == *actual {
             return Ok(doc);
         }
-        centre
-            .restore(&held, terms.itn.as_ref(), terms.iec.as_ref(), actual)
-            .await
+        centre.restore(&held, actual).await
     }
 }

@@ -8,7 +8,7 @@ use crate::centre::wire::{
     ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding,
 };
 use crate::crypto::PublicKey;
-use crate::licence::{Binding, Iec, Itn};
+use crate::licence::Binding;
 use crate::web::signing::{self, QUERY_ID, SIGNATURE};
 use serde::Serialize;
 use std::time::Duration;
@@ -23,11 +23,14 @@ pub(super) struct CentreClient {
     response_key: Option<PublicKey>,
 }
 
-/// What the proof of holding a licence is made of, from the terms (or the claim) the host has.
+/// What the proof of holding a licence is made of, from the terms (or the claim) the host has:
+/// which licence, its activation code, and the ITN and IEC it was activated for.
 pub(super) struct Held<'a> {
     pub key_id: &'a str,
     pub key_no: u64,
     pub code: &'a str,
+    pub itn: Option<&'a str>,
+    pub iec: Option<&'a str>,
 }
 
 impl CentreClient {
@@ -164,23 +167,19 @@ impl CentreClient {
             key_id: held.key_id.into(),
             key_no: held.key_no,
             code: held.code.into(),
+            itn: held.itn.map(str::to_owned),
+            iec: held.iec.map(str::to_owned),
         };
         self.licence("licence", &body).await
     }
 
-    pub async fn restore(
-        &self,
-        held: &Held<'_>,
-        itn: Option<&Itn>,
-        iec: Option<&Iec>,
-        binding: &Binding,
-    ) -> Result<Vec<u8>, HostError> {
+    pub async fn restore(&self, held: &Held<'_>, binding: &Binding) -> Result<Vec<u8>, HostError> {
         let body = RestoreBody {
             key_id: held.key_id.into(),
             key_no: held.key_no,
             code: held.code.into(),
-            itn: itn.map(|i| i.as_str().to_owned()),
-            iec: iec.map(|i| i.as_str().to_owned()),
+            itn: held.itn.map(str::to_owned),
+            iec: held.iec.map(str::to_owned),
             binding: WireBinding::from(binding),
         };
         self.licence("restore", &body).await
