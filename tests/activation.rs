@@ -589,3 +589,36 @@ async fn update_reissues_superseded_licences() {
     assert_eq!(licence_files(&s.data), before);
     assert!(s.log().contains("7131999 not updated"), "{}", s.log());
 }
+
+/// Update asks the centre only about the licences it issued: the demo's licences (another
+/// centre's) are not sent as guesses, so a host updating often is never throttled — here with
+/// a centre that throttles after a single failed proof.
+#[tokio::test]
+async fn update_asks_only_about_the_centres_own_licences() {
+    let c = CentreServer::start_with(None, &["--proof-max-failures", "1"]).await;
+    let key = c.response_key_file();
+    let (c, s) = setup_with(c, &key).await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    assert_eq!(
+        s.post("/api/licences", activation(&code, None))
+            .await
+            .status,
+        201
+    );
+    for _ in 0..3 {
+        assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    }
+    let out = c.cli(&[
+        "centre",
+        "code-extend",
+        "--code",
+        &code,
+        "--period-days",
+        "9",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
+    assert!(!s.log().contains("not updated"), "{}", s.log());
+}

@@ -96,12 +96,18 @@ impl Host {
     /// those whose ComputerID changed, and re-issuing superseded (format 1) files. Each
     /// request carries the proof the centre asks for, taken from the licence itself: its
     /// activation code (and, for a restore, its ITN and IEC). Every answer is gathered before
-    /// anything is installed, so an unreachable centre changes nothing. A licence the centre
-    /// does not know (issued elsewhere, or a forged claim) is left as it is.
+    /// anything is installed, so an unreachable centre changes nothing. Only licences the
+    /// centre's licence key signed are asked about: asking about another centre's would count
+    /// as failed proofs and get this host throttled. One it does not know (a forged claim) is
+    /// left as it is.
     pub async fn update_licences(&self) -> Result<Vec<LicenceEntry>, HostError> {
         let centre = self.centre()?;
+        let ours = centre.licence_key_fingerprint().await?;
         let mut docs = Vec::new();
         for e in self.licences() {
+            if e.signer.as_deref() != Some(ours.as_str()) {
+                continue;
+            }
             let actual = match e.kind {
                 KeyKind::Software => Binding::Computer(self.computer_id.clone()),
                 // An unplugged key cannot take an update now.

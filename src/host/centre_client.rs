@@ -69,13 +69,15 @@ impl CentreClient {
     /// POSTs to a host-facing endpoint and returns the body of a verified 200 answer.
     async fn call<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, HostError> {
         let url = format!("{}/centre/v1/{path}", self.base);
+        self.send(self.http.post(&url).json(body)).await
+    }
+
+    /// Sends with a fresh QueryID and returns the body of a verified 200 answer.
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Vec<u8>, HostError> {
         // 32 hex digits: fits the QueryID alphabet, and never repeats.
         let query_id = hex::encode(crate::crypto::random_bytes::<16>());
-        let r = self
-            .http
-            .post(&url)
+        let r = rb
             .header(QUERY_ID, &query_id)
-            .json(body)
             .send()
             .await
             .map_err(|e| self.unreachable(e.to_string()))?;
@@ -144,6 +146,21 @@ impl CentreClient {
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
         crate::crypto::unb64(&body.licence)
             .ok_or_else(|| self.unreachable("the licence in the answer is not base64".into()))
+    }
+
+    /// The fingerprint of the key the centre signs licences with, so the host asks it only
+    /// about licences it issued (asking about others would count as failed proofs).
+    pub async fn licence_key_fingerprint(&self) -> Result<String, HostError> {
+        let url = format!("{}/centre/v1/publickey", self.base);
+        let bytes = self.send(self.http.get(&url)).await?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
+        let pem = v["licence_key"]
+            .as_str()
+            .ok_or_else(|| self.unreachable("the answer names no licence key".into()))?;
+        PublicKey::from_pem(pem)
+            .map(|k| k.fingerprint().to_owned())
+            .map_err(|e| self.unreachable(format!("its licence key: {e}")))
     }
 
     /// A fresh attestation challenge for a blank USB key to answer.

@@ -32,6 +32,7 @@ impl Host {
         let probed = slot.run(probe).await;
         let key = match probed {
             Ok((info, doc)) => {
+                let signer = doc.as_deref().and_then(super::keys::envelope_signer);
                 let (terms, open_error, claim) = match doc {
                     None => (None, None, None),
                     Some(doc) => self.open_device_licence(&doc, info.serial),
@@ -46,6 +47,7 @@ impl Host {
                     terms,
                     open_error,
                     claim,
+                    signer,
                     slot: Some(slot),
                 }
             }
@@ -59,6 +61,7 @@ impl Host {
                 terms: None,
                 open_error: Some(format!("probe failed: {e}")),
                 claim: None,
+                signer: None,
                 slot: Some(slot),
             },
         };
@@ -199,6 +202,7 @@ impl Host {
             .run(probe)
             .await
             .map_err(|e| HostError::Internal(e.to_string()))?;
+        let signer = doc.as_deref().and_then(super::keys::envelope_signer);
         let (terms, open_error, claim) = match doc {
             Some(doc) => self.open_device_licence(&doc, info.serial),
             None => (None, None, None),
@@ -209,6 +213,7 @@ impl Host {
             k.terms = terms;
             k.open_error = open_error;
             k.claim = claim;
+            k.signer = signer;
         }
         Ok(())
     }

@@ -18,6 +18,9 @@ pub(super) struct SoftwareKey {
     /// What a superseded (format 1) file claims to be, untrusted: update asks the centre to
     /// re-issue it, and the centre checks the claim against its own records.
     pub claim: Option<licence::Claim>,
+    /// The fingerprint the envelope names as signer (untrusted): update asks a centre only
+    /// about licences its licence key signed.
+    pub signer: Option<String>,
 }
 
 /// A USB key the host has seen during this run.
@@ -34,6 +37,8 @@ pub(super) struct UsbKey {
     pub open_error: Option<String>,
     /// What a superseded (format 1) licence on the key claims, untrusted (as for files).
     pub claim: Option<licence::Claim>,
+    /// The signer its envelope names (untrusted), as for files.
+    pub signer: Option<String>,
     /// The device while attached; `None` once unplugged.
     pub slot: Option<Arc<DeviceSlot>>,
 }
@@ -64,6 +69,19 @@ pub struct LicenceEntry {
     pub terms: Option<LicenceTerms>,
     /// What a superseded licence claims (never trusted; only for asking the centre).
     pub claim: Option<licence::Claim>,
+    /// The signer fingerprint its envelope names (verified only when `terms` is `Some`).
+    pub signer: Option<String>,
+}
+
+/// The `signer` a licence envelope names, whatever its format; trusted for nothing.
+pub(super) fn envelope_signer(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Loose {
+        signer: String,
+    }
+    serde_json::from_slice::<Loose>(bytes)
+        .ok()
+        .map(|l| l.signer)
 }
 
 impl LicenceEntry {
@@ -107,6 +125,7 @@ impl Host {
             .map(|(path, bytes)| {
                 let name_ids = ids_from_file_name(&path);
                 let mut claim = None;
+                let signer = bytes.as_ref().ok().and_then(|b| envelope_signer(b));
                 let opened = bytes.map_err(|e| e.to_string()).and_then(|b| {
                     licence::open(&b, &self.trust).map_err(|e| {
                         if e == licence::LicenceError::Superseded {
@@ -143,6 +162,7 @@ impl Host {
                     terms,
                     open_error,
                     claim,
+                    signer,
                 }
             })
             .collect();
@@ -183,6 +203,7 @@ impl Host {
                     attached: true,
                     terms: k.terms.clone(),
                     claim: k.claim.clone(),
+                    signer: k.signer.clone(),
                 })
                 .collect()
         };
@@ -206,6 +227,7 @@ impl Host {
                     attached: k.slot.is_some(),
                     terms: k.terms.clone(),
                     claim: k.claim.clone(),
+                    signer: k.signer.clone(),
                 })
                 .collect()
         };
