@@ -183,6 +183,46 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
         .as_str()
         .expect("e")
         .contains("the vendor can move it"));
+    // …which the vendor does on its own machine, writing the licence for the customer.
+    let moved = c.data.join("moved.licence");
+    let e40 = "E".repeat(40);
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        "7131767",
+        "--computer",
+        &e40,
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let doc = std::fs::read(&moved).expect("licence");
+    let t = open(&c, &serde_json::Value::String(keybridge::crypto::b64(&doc)));
+    assert_eq!(
+        (t.binding, t.recovered),
+        (keybridge::licence::Binding::Computer(e40), true)
+    );
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        "99",
+        "--device",
+        "5",
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("no licence 672B.99"),
+        "{}",
+        stdout(&out)
+    );
 
     // A challenge for a USB key's proof: 32 random bytes, fresh each time, with its expiry.
     let (s, a) = c.post("/centre/v1/challenge", json!({}), false).await;

@@ -148,7 +148,10 @@ impl From<CentreError> for CentreReply {
             }
             CentreError::UnknownCode(_) => (S::NOT_FOUND, "unknown_code"),
             CentreError::UnknownProduct(_) => (S::NOT_FOUND, "unknown_product"),
-            CentreError::NotProven => (S::NOT_FOUND, "unknown_licence"),
+            // UnknownLicence is the vendor's own error (CLI); over HTTP only NotProven is used.
+            CentreError::NotProven | CentreError::UnknownLicence { .. } => {
+                (S::NOT_FOUND, "unknown_licence")
+            }
             CentreError::RestoreNeedsVendor { .. } => (S::FORBIDDEN, "restore_needs_vendor"),
             CentreError::Challenge(_) => (S::FORBIDDEN, "challenge_refused"),
             CentreError::ChallengesFull => (S::SERVICE_UNAVAILABLE, "challenges_full"),

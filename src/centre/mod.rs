@@ -38,6 +38,8 @@ pub enum CentreError {
     /// wrong ITN or IEC alike — so nobody learns which licences exist by asking.
     #[error("no licence issued by this centre matches this series, KeyNo and proof (activation code; for a restore also the ITN and IEC it was activated for)")]
     NotProven,
+    #[error("no licence {key_id}.{key_no} was issued by this centre")]
+    UnknownLicence { key_id: String, key_no: u64 },
     #[error("licence {key_id}.{key_no} was activated without an ITN, so it cannot be restored here; the vendor can move it")]
     RestoreNeedsVendor { key_id: String, key_no: u64 },
     #[error(

@@ -644,6 +644,41 @@ impl Centre {
         self.sign(terms).await
     }
 
+    /// The vendor moves a licence to a new binding — a machine or a USB key — having satisfied
+    /// itself some other way that the customer owns it and the old binding is gone (a licence
+    /// activated without an ITN, a broken USB key). Counted as a restore, without a limit.
+    pub async fn move_licence(
+        &self,
+        key_id: &str,
+        key_no: u64,
+        binding: &Binding,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let unknown = || CentreError::UnknownLicence {
+            key_id: key_id.into(),
+            key_no,
+        };
+        let n = i64::try_from(key_no).map_err(|_| unknown())?;
+        sqlx::query(
+            "UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 \
+             WHERE key_id = $3 AND key_no = $4 AND binding <> $1",
+        )
+        .bind(binding_key(binding))
+        .bind(time::format(&time::now()))
+        .bind(key_id.to_owned())
+        .bind(n)
+        .execute(&self.db)
+        .await?;
+        let row = sqlx::query(&format!(
+            "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
+        ))
+        .bind(key_id.to_owned())
+        .bind(n)
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or_else(unknown)?;
+        self.sign(terms_from_row(&row)?).await
+    }
+
     /// A fresh attestation challenge and when it expires. Expired ones are purged first;
     /// with `max_challenges` still outstanding it is refused (`ChallengesFull`).
     pub async fn issue_challenge(&self) -> Result<([u8; 32], Timestamp), CentreError> {

@@ -84,6 +84,26 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+    /// Move a licence to another machine or USB key (the vendor's restore, e.g. for a licence
+    /// activated without an ITN or a broken key); counted as a restore, without a limit. Writes
+    /// the new licence file for the customer.
+    LicenceMove {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        key_no: u64,
+        /// The new ComputerID…
+        #[arg(long, conflicts_with = "device", required_unless_present = "device")]
+        computer: Option<String>,
+        /// …or the new USB key's serial.
+        #[arg(long)]
+        device: Option<u64>,
+        /// Where to write the licence file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// List activation codes and their state.
     CodeList(CentreData),
     /// Print the centre's public licence key (PEM): hosts trust licences signed by it. With
@@ -256,6 +276,16 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let (terms, doc) = data.open().await?.activate(&req).await.map_err(|e| e.to_string())?;
                 crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
                 println!("licence {}.{} for {} written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
+            }
+            CentreCommand::LicenceMove { key_id, key_no, computer, device, out, data } => {
+                let binding = match (computer, device) {
+                    (Some(c), _) => crate::licence::Binding::Computer(c),
+                    (None, Some(d)) => crate::licence::Binding::Device(d),
+                    (None, None) => return Err("--computer or --device is required".into()),
+                };
+                let (terms, doc) = data.open().await?.move_licence(&key_id, key_no, &binding).await.map_err(|e| e.to_string())?;
+                crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
+                println!("licence {}.{} moved to {}; written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {

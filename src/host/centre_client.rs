@@ -37,6 +37,8 @@ impl CentreClient {
     pub fn new(url: &str, response_key: Option<PublicKey>) -> Result<CentreClient, HostError> {
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
+            // Requests carry proofs (codes, ITNs): never resent to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HostError::Internal(e.to_string()))?;
         let base = url.trim_end_matches('/').to_owned();
