@@ -415,8 +415,29 @@ async fn centre_answers_must_carry_the_response_key_signature() {
         .assert_error(503, "ECentreUnverified");
     assert_eq!(licences(&s).await, before, "nothing installed");
 
-    // The right key: the same code activates.
+    assert!(!s.log().contains("trusted on the licence signature alone"));
+
+    // No key configured: a warning at start-up, and answers are trusted on the licence
+    // signature alone.
     let mut s = s;
+    s.kill();
+    let config = format!(
+        "[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
+        c.base,
+        c.trust_file().display()
+    );
+    let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
+    s.wait_ready().await;
+    assert!(
+        s.log().contains("trusted on the licence signature alone"),
+        "{}",
+        s.log()
+    );
+    let other = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    let r = s.post("/api/licences", activation(&other, None)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    // The right key: the first code activates.
     s.kill();
     let config = host_config(&c, &c.response_key_file(), None);
     let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
