@@ -78,11 +78,6 @@ impl ProofThrottle {
             }),
         }
     }
-
-    /// Entries in the failure tables now (clients, licences/codes): bounded by `capacity`.
-    pub fn sizes(&self) -> (usize, usize) {
-        (self.clients.len(), self.subjects.len())
-    }
 }
 
 pub struct CentreState {
