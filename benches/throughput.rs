@@ -63,6 +63,7 @@ fn main() {
         memory_policy: LockPolicy::default(),
         centre_url: None,
         centre_ca_file: None,
+        centre_response_key: None,
     })
     .expect("host");
     let terms = LicenceTerms::new(7_131_766, "672B", 5, Binding::Computer("0".repeat(40)));

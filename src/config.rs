@@ -196,6 +196,10 @@ pub struct CentreConfig {
     pub url: Option<String>,
     /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// The centre's response key (PEM, from `keybridge centre key-public --response`): the
+    /// host accepts only answers signed by it. Unset, answers are trusted on the licence
+    /// signature alone (a warning says so).
+    pub response_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,19 +8,39 @@ use serde_json::{json, Value};
 
 async fn setup() -> (CentreServer, Server) {
     let c = CentreServer::start().await;
+    let key = c.response_key_file();
+    setup_with(c, &key).await
+}
+
+/// A centre with product 8A00 and a demo host using it, checking its answers with
+/// `response_key` (a PEM file).
+async fn setup_with(c: CentreServer, response_key: &std::path::Path) -> (CentreServer, Server) {
     let product = json!({"key_id": "8A00", "product_name": "Бухгалтерия", "first_key_no": 5000000});
     assert_eq!(c.post("/centre/v1/products", product, true).await.0, 201);
-    let config = format!(
-        "[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
-        c.base,
-        c.trust_file().display()
-    );
-    let s = Server::start(Opts { demo: true, config }).await;
+    let s = Server::start(Opts {
+        demo: true,
+        config: host_config(&c, response_key, None),
+    })
+    .await;
     // The centre trusts the simulated keys' factory as a manufacturer.
     let factory = s.data.join("sim/factory-public/sim-factory.pem");
     std::fs::create_dir_all(c.data.join("manufacturers")).expect("dir");
     std::fs::copy(&factory, c.data.join("manufacturers/sim-factory.pem")).expect("copy");
     (c, s)
+}
+
+fn host_config(
+    c: &CentreServer,
+    response_key: &std::path::Path,
+    computer_id: Option<&str>,
+) -> String {
+    let id = computer_id.map_or(String::new(), |i| format!("computer_id = \"{i}\"\n"));
+    format!(
+        "{id}[centre]\nurl = \"{}\"\nresponse_key = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
+        c.base,
+        response_key.display(),
+        c.trust_file().display()
+    )
 }
 
 fn activation(code: &str, blank: Option<u64>) -> Value {
@@ -213,12 +233,7 @@ async fn update_brings_new_terms_and_restore_follows_a_new_computer_id() {
 
     // The machine's ComputerID changes: the software key no longer opens…
     s.kill();
-    let config = format!(
-        "computer_id = \"{}\"\n[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
-        "B".repeat(40),
-        c.base,
-        c.trust_file().display()
-    );
+    let config = host_config(&c, &c.response_key_file(), Some(&"B".repeat(40)));
     let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
     s.wait_ready().await;
     let l = s.get("/api/licences/5000000").await.json();
@@ -243,6 +258,15 @@ async fn update_brings_new_terms_and_restore_follows_a_new_computer_id() {
 #[tokio::test]
 async fn demo_offers_codes_that_activate_at_its_own_centre() {
     let s = Server::demo().await;
+    // The demo centre's folder (keys, every unused code) is the user's alone.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: std::path::PathBuf| {
+            std::fs::metadata(p).expect("meta").permissions().mode() & 0o777
+        };
+        assert_eq!(mode(s.data.join("demo")), 0o700);
+        assert_eq!(mode(s.data.join("demo/centre.db")), 0o600);
+    }
     let out = std::process::Command::new(BIN)
         .args(["centre", "code-list", "--data"])
         .arg(s.data.join("demo"))
@@ -348,4 +372,274 @@ async fn offline_request_fulfil_import() {
         s.get("/api/licences/5000001").await.json()["BlankKeyNo"],
         BLANK_SERIAL
     );
+}
+
+/// A licence envelope around `payload`, with any signer, format and signature.
+fn envelope(format: &str, signer: &str, payload: &[u8], signature: &[u8]) -> Vec<u8> {
+    use keybridge::crypto::b64;
+    serde_json::to_vec_pretty(&json!({
+        "format": format, "signer": signer, "payload": b64(payload), "signature": b64(signature),
+    }))
+    .expect("json")
+}
+
+/// The host accepts the centre's answers only when signed by its response key: with the
+/// licence key configured in its place, activation is refused and nothing is installed; with
+/// the right key it works. And the response key is no licence key: a licence signed with it
+/// is refused by `licence import`, and a response signature does not verify as a licence.
+#[tokio::test]
+async fn centre_answers_must_carry_the_response_key_signature() {
+    let c = CentreServer::start().await;
+    // The wrong key: the centre's licence key in place of its response key.
+    let wrong = c.trust_file();
+    let (c, s) = setup_with(c, &wrong).await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    let before = licences(&s).await;
+    let r = s.post("/api/licences", activation(&code, None)).await;
+    r.assert_error(503, "ECentreUnverified");
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .expect("m")
+            .contains("not signed by its response key"),
+        "{}",
+        r.json()
+    );
+    assert_eq!(licences(&s).await, before, "nothing installed");
+    // Onto the blank too: the challenge answer is refused before the key is asked.
+    s.post("/api/licences", activation(&code, Some(BLANK_SERIAL)))
+        .await
+        .assert_error(503, "ECentreUnverified");
+    s.post("/api/licences/update", json!({}))
+        .await
+        .assert_error(503, "ECentreUnverified");
+    assert_eq!(licences(&s).await, before, "nothing installed");
+
+    assert!(!s.log().contains("trusted on the licence signature alone"));
+
+    // No key configured: a warning at start-up, and answers are trusted on the licence
+    // signature alone.
+    let mut s = s;
+    s.kill();
+    let config = format!(
+        "[centre]\nurl = \"{}\"\n[licences]\ntrusted_centre_keys = [\"{}\"]\n",
+        c.base,
+        c.trust_file().display()
+    );
+    let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
+    s.wait_ready().await;
+    assert!(
+        s.log().contains("trusted on the licence signature alone"),
+        "{}",
+        s.log()
+    );
+    let other = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    let r = s.post("/api/licences", activation(&other, None)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    // The right key: the first code activates.
+    s.kill();
+    let config = host_config(&c, &c.response_key_file(), None);
+    let mut s = Server::launch(&s.dir.clone(), &Opts { demo: true, config });
+    s.wait_ready().await;
+    let r = s.post("/api/licences", activation(&code, None)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    // A licence signed by the response key (as if it were a licence key) is refused…
+    let response_pair =
+        keybridge::store::keyfile::load(&c.data.join("centre-response-key.pem")).expect("key");
+    let response_pem = response_pair.to_pkcs8_pem().expect("pem");
+    let forger = keybridge::crypto::LicenceKey::new(response_pair);
+    let terms = terms(
+        5_999_999,
+        100,
+        keybridge::licence::Binding::Computer(COMPUTER_ID.into()),
+    );
+    let forged = keybridge::licence::sign(&terms, &forger).expect("sign");
+    let f = s.dir.join("forged.licence");
+    std::fs::write(&f, &forged).expect("write");
+    let out = s.cli(&["licence", "import", f.to_str().expect("p")]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("untrusted"), "{}", stdout(&out));
+    assert_eq!(
+        s.get("/api/licences/5999999").await.status,
+        404,
+        "not installed"
+    );
+
+    // …and a response signature over a licence payload does not verify as a licence, whether
+    // it claims the licence key as signer or the response key is (wrongly) trusted too.
+    let responder = keybridge::crypto::CentreResponseKey::new(
+        keybridge::crypto::KeyPair::from_pkcs8_pem(&response_pem).expect("key"),
+    );
+    let payload = serde_json::to_vec(&terms).expect("json");
+    let sig = responder.sign_response(b"", 200, &payload).expect("sign");
+    let licence_key = keybridge::crypto::PublicKey::from_pem(&c.public_key).expect("pem");
+    let response_key = responder.public_key().clone();
+    let mut trust = keybridge::licence::TrustStore::default();
+    trust.add(licence_key.clone());
+    trust.add(response_key.clone());
+    for signer in [licence_key.fingerprint(), response_key.fingerprint()] {
+        let doc = envelope("keybridge-licence/2", signer, &payload, &sig);
+        assert_eq!(
+            keybridge::licence::open(&doc, &trust),
+            Err(keybridge::licence::LicenceError::BadSignature)
+        );
+    }
+}
+
+/// Signs `message` the way format 1 did (no label), with the `rsa` crate.
+fn sign_v1(private_pem: &str, message: &[u8]) -> Vec<u8> {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::signature::{SignatureEncoding, Signer};
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem).expect("private key");
+    rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key)
+        .sign(message)
+        .to_vec()
+}
+
+/// A format 1 copy of a format 2 licence file: the same payload, signed bare.
+fn to_v1(doc: &[u8], private_pem: &str) -> Vec<u8> {
+    let env: Value = serde_json::from_slice(doc).expect("envelope");
+    assert_eq!(env["format"], "keybridge-licence/2");
+    let payload = keybridge::crypto::unb64(env["payload"].as_str().expect("payload")).expect("b64");
+    envelope(
+        "keybridge-licence/1",
+        env["signer"].as_str().expect("signer"),
+        &payload,
+        &sign_v1(private_pem, &payload),
+    )
+}
+
+fn licence_files(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".licence"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Superseded (format 1) licences — a software key file and the licence on a USB key — are
+/// listed not workable with the reason, and update re-issues them from the centre, which
+/// checks what they claim; a format 1 file with a made-up code gets nothing.
+#[tokio::test]
+async fn update_reissues_superseded_licences() {
+    let mut s = Server::demo().await;
+    let private = std::fs::read_to_string(s.data.join("demo/centre-key.pem")).expect("key");
+    s.kill();
+    // The demo's software key, turned into format 1 in place.
+    let sw = s.data.join(format!("{KEY_ID}.{SOFTWARE_KEY}.licence"));
+    let v1 = to_v1(&std::fs::read(&sw).expect("read"), &private);
+    std::fs::write(&sw, &v1).expect("write");
+    // The licence on the demo's keyed USB key, too.
+    {
+        use keybridge::hal::KeyDevice;
+        let bus = keybridge::hal::sim::SimBus::new(
+            &s.data.join("sim"),
+            keybridge::keymem::LockPolicy::default(),
+        );
+        let mut dev = bus.plug(KEYED_SERIAL).expect("plug");
+        let doc = dev.read_licence().expect("read").expect("a licence");
+        dev.replace_licence(&to_v1(&doc, &private))
+            .expect("replace");
+        bus.unplug(KEYED_SERIAL).expect("unplug");
+    }
+    // A forged format 1 file: a real series, a KeyNo and a code the centre never issued.
+    let mut t: Value = serde_json::from_slice(
+        &keybridge::crypto::unb64(
+            serde_json::from_slice::<Value>(&v1).expect("json")["payload"]
+                .as_str()
+                .expect("p"),
+        )
+        .expect("b64"),
+    )
+    .expect("terms");
+    t["key_no"] = json!(7_131_999);
+    t["activation_code"] = json!(keybridge::centre::ActivationCode::generate().to_string());
+    let payload = serde_json::to_vec(&t).expect("json");
+    let signer = serde_json::from_slice::<Value>(&v1).expect("json")["signer"].clone();
+    let forged = envelope(
+        "keybridge-licence/1",
+        signer.as_str().expect("signer"),
+        &payload,
+        &sign_v1(&private, &payload),
+    );
+    let forged_path = s.data.join(format!("{KEY_ID}.7131999.licence"));
+    std::fs::write(&forged_path, &forged).expect("write");
+
+    let mut s = Server::launch(&s.dir.clone(), &Opts::default());
+    s.wait_ready().await;
+    for key in [SOFTWARE_KEY, USB_KEY, 7_131_999] {
+        let path = if key == USB_KEY {
+            // Not trusted, a superseded USB key is listed by its serial.
+            format!("/api/licences/{KEYED_SERIAL}")
+        } else {
+            format!("/api/licences/{key}")
+        };
+        let l = s.get(&path).await.json();
+        assert_eq!(l["Workable"], false, "{l}");
+        assert!(
+            l["OpenError"]
+                .as_str()
+                .expect("e")
+                .contains("format 1 is no longer accepted"),
+            "{l}"
+        );
+    }
+    let before = licence_files(&s.data);
+
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    for key in [SOFTWARE_KEY, USB_KEY] {
+        let l = s.get(&format!("/api/licences/{key}")).await.json();
+        assert_eq!(l["Workable"], true, "{l}");
+    }
+    assert_eq!(
+        s.get(&format!("/api/licences/{SOFTWARE_KEY}")).await.json()["Version"],
+        "2"
+    );
+    let now: Value = serde_json::from_slice(&std::fs::read(&sw).expect("read")).expect("json");
+    assert_eq!(now["format"], "keybridge-licence/2");
+    // The forgery: still not workable, unchanged, and nothing installed for it.
+    let l = s.get("/api/licences/7131999").await.json();
+    assert_eq!(l["Workable"], false, "{l}");
+    assert_eq!(std::fs::read(&forged_path).expect("read"), forged);
+    assert_eq!(licence_files(&s.data), before);
+    assert!(s.log().contains("7131999 not updated"), "{}", s.log());
+}
+
+/// Update asks the centre only about the licences it issued: the demo's licences (another
+/// centre's) are not sent as guesses, so a host updating often is never throttled — here with
+/// a centre that throttles after a single failed proof.
+#[tokio::test]
+async fn update_asks_only_about_the_centres_own_licences() {
+    let c = CentreServer::start_with(None, &["--proof-max-failures", "1"], None).await;
+    let key = c.response_key_file();
+    let (c, s) = setup_with(c, &key).await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    assert_eq!(
+        s.post("/api/licences", activation(&code, None))
+            .await
+            .status,
+        201
+    );
+    for _ in 0..3 {
+        assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    }
+    let out = c.cli(&[
+        "centre",
+        "code-extend",
+        "--code",
+        &code,
+        "--period-days",
+        "9",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let r = s.post("/api/licences/update", json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
+    assert!(!s.log().contains("not updated"), "{}", s.log());
 }

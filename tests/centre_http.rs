@@ -64,10 +64,11 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
         .await;
     assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_code")));
 
+    // The current version and a restore, each with its proof: the code; the code and ITN.
     let (s, j) = c
         .post(
             "/centre/v1/licence",
-            json!({"key_id": "672B", "key_no": 7131766}),
+            json!({"key_id": "672B", "key_no": 7131766, "code": code, "itn": "1234567890"}),
             false,
         )
         .await;
@@ -76,11 +77,12 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     let (s, j) = c
         .post(
             "/centre/v1/restore",
-            json!({"key_id": "672B", "key_no": 7131766, "binding": {"computer": "B".repeat(40)}}),
+            json!({"key_id": "672B", "key_no": 7131766, "code": code, "itn": "1234567890",
+                   "binding": {"computer": "B".repeat(40)}}),
             false,
         )
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(s, 200, "{j}");
     assert!(open(&c, &j["licence"]).recovered);
 
     // The vendor's listing, over HTTP and on the command line.
@@ -119,6 +121,7 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     )
     .await;
     assert_eq!(s, 201, "{j}");
+    let no_itn_code = j["code"].clone();
     let act = json!({"code": j["code"], "binding": {"computer": "D".repeat(40)}});
     let (_, j) = c.post("/centre/v1/activate", act, false).await;
     let t = open(&c, &j["licence"]);
@@ -156,11 +159,81 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     let (s, j) = c
         .post(
             "/centre/v1/restore",
-            json!({"key_id": "672B", "key_no": 7131766, "binding": {"device": 5}}),
+            json!({"key_id": "672B", "key_no": 7131766, "code": code, "itn": "1234567890",
+                   "binding": {"device": 5}}),
             false,
         )
         .await;
     assert_eq!((s, j["reason"].as_str()), (403, Some("device_not_genuine")));
+    // One activated without an ITN is not restored over HTTP: the vendor moves it.
+    let (s, j) = c
+        .post(
+            "/centre/v1/restore",
+            json!({"key_id": "672B", "key_no": 7131767, "code": no_itn_code, "itn": "1234567890",
+                   "binding": {"computer": "E".repeat(40)}}),
+            false,
+        )
+        .await;
+    assert_eq!(
+        (s, j["reason"].as_str()),
+        (403, Some("restore_needs_vendor")),
+        "{j}"
+    );
+    assert!(j["error"]
+        .as_str()
+        .expect("e")
+        .contains("the vendor can move it"));
+    // …which the vendor does on its own machine, writing the licence for the customer.
+    let moved = c.data.join("moved.licence");
+    let e40 = "E".repeat(40);
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        "7131767",
+        "--computer",
+        &e40,
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let doc = std::fs::read(&moved).expect("licence");
+    let t = open(&c, &serde_json::Value::String(keybridge::crypto::b64(&doc)));
+    assert_eq!(
+        (t.binding, t.recovered),
+        (keybridge::licence::Binding::Computer(e40), true)
+    );
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        "99",
+        "--device",
+        "5",
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("no licence 672B.99"),
+        "{}",
+        stdout(&out)
+    );
+
+    // A challenge for a USB key's proof: 32 random bytes, fresh each time, with its expiry.
+    let (s, a) = c.post("/centre/v1/challenge", json!({}), false).await;
+    assert_eq!(s, 200, "{a}");
+    let (_, b) = c.post("/centre/v1/challenge", json!({}), false).await;
+    assert_eq!(a["challenge"].as_str().expect("hex").len(), 64);
+    assert!(hex::decode(a["challenge"].as_str().expect("hex")).is_ok());
+    assert_ne!(a["challenge"], b["challenge"]);
+    let expires =
+        keybridge::time::parse_client(a["expires"].as_str().expect("expires")).expect("a time");
+    assert!(expires > keybridge::time::now());
 }
 
 #[tokio::test]

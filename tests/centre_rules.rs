@@ -4,10 +4,11 @@
 mod common;
 
 use keybridge::centre::{
-    ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, Product,
+    ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, DeviceChallenge,
+    LicenceProof, Product, RestoreRequest,
 };
 use keybridge::crypto::{KeyPair, LicenceKey};
-use keybridge::licence::{self, Binding, Flags, Itn, TrustStore};
+use keybridge::licence::{self, Binding, Flags, Iec, Itn, TrustStore};
 
 fn signer() -> LicenceKey {
     LicenceKey::new(KeyPair::generate().expect("key"))
@@ -37,6 +38,41 @@ fn req(code: &ActivationCode, binding: Binding) -> ActivationRequest {
         iec: None,
         binding,
         device_proof: None,
+        challenge: DeviceChallenge::None,
+    }
+}
+
+fn itn(s: &str) -> Option<Itn> {
+    Some(Itn::try_from(s.to_string()).expect("itn"))
+}
+
+fn iec(s: &str) -> Option<Iec> {
+    Some(Iec::try_from(s.to_string()).expect("iec"))
+}
+
+fn proof(
+    key_no: u64,
+    code: &ActivationCode,
+    itn_: Option<&str>,
+    iec_: Option<&str>,
+) -> LicenceProof {
+    LicenceProof {
+        key_id: "672B".into(),
+        key_no,
+        code: code.clone(),
+        itn: itn_.and_then(itn),
+        iec: iec_.and_then(iec),
+    }
+}
+
+fn restore(key_no: u64, code: &ActivationCode, itn_: &str, binding: Binding) -> RestoreRequest {
+    RestoreRequest {
+        key_id: "672B".into(),
+        key_no,
+        code: code.clone(),
+        itn: itn(itn_),
+        iec: None,
+        binding,
     }
 }
 
@@ -121,16 +157,54 @@ async fn scenario(url: &str) {
         Err(CentreError::UnknownProduct(_))
     ));
 
-    // Restore onto a new binding, within the limit.
+    // Restore onto a new binding, within the limit, for whoever proves ownership: the code
+    // and the ITN (and IEC) it was activated for.
     let mut once = CodeSpec::new("672B", 2);
     once.restore_limit = 1;
     let code4 = centre.issue_code(&once).await.expect("code");
     let (t4, _) = centre
-        .activate(&req(&code4, computer('D')))
+        .activate(&ActivationRequest {
+            itn: itn("7712345678"),
+            iec: iec("771201001"),
+            ..req(&code4, computer('D'))
+        })
         .await
         .expect("activate");
+    let with_iec = |binding| RestoreRequest {
+        iec: iec("771201001"),
+        ..restore(t4.key_no, &code4, "7712345678", binding)
+    };
+    // Each missing or wrong part of the proof reads exactly like an unknown licence.
+    for wrong in [
+        restore(t4.key_no, &code4, "7712345678", computer('E')), // IEC left out
+        RestoreRequest {
+            itn: itn("7712345679"),
+            ..with_iec(computer('E'))
+        },
+        RestoreRequest {
+            itn: None,
+            ..with_iec(computer('E'))
+        },
+        RestoreRequest {
+            iec: iec("771201002"),
+            ..with_iec(computer('E'))
+        },
+        RestoreRequest {
+            code: code.clone(),
+            ..with_iec(computer('E'))
+        },
+        RestoreRequest {
+            key_no: 42,
+            ..with_iec(computer('E'))
+        },
+    ] {
+        assert!(matches!(
+            centre.restore(&wrong).await,
+            Err(CentreError::NotProven)
+        ));
+    }
     let (moved, doc4) = centre
-        .restore("672B", t4.key_no, &computer('E'))
+        .restore(&with_iec(computer('E')))
         .await
         .expect("restore");
     assert!(moved.recovered);
@@ -142,17 +216,54 @@ async fn scenario(url: &str) {
         .expect("binding");
     // Restoring to where it already is costs nothing; moving again exceeds the limit.
     centre
-        .restore("672B", t4.key_no, &computer('E'))
+        .restore(&with_iec(computer('E')))
         .await
         .expect("same binding");
     assert!(matches!(
-        centre.restore("672B", t4.key_no, &computer('F')).await,
+        centre.restore(&with_iec(computer('F'))).await,
         Err(CentreError::RestoreLimit { .. })
     ));
+    // Never onto a USB key by restore.
     assert!(matches!(
-        centre.current("672B", 42).await,
-        Err(CentreError::UnknownLicence { .. })
+        centre.restore(&with_iec(Binding::Device(7))).await,
+        Err(CentreError::Device(_))
     ));
+    // A licence activated without an ITN has nothing to prove ownership with beyond its
+    // code: the vendor moves it.
+    assert!(matches!(
+        centre
+            .restore(&restore(terms.key_no, &code, "7712345678", computer('Q')))
+            .await,
+        Err(CentreError::RestoreNeedsVendor { .. })
+    ));
+
+    // The current version needs the code it was issued from, with the ITN and IEC it was
+    // activated for; anything wrong, and an unknown licence, give the same refusal.
+    let (ok_itn, ok_iec) = (Some("7712345678"), Some("771201001"));
+    let (now4, _) = centre
+        .current(&proof(t4.key_no, &code4, ok_itn, ok_iec))
+        .await
+        .expect("current");
+    assert_eq!(now4.binding, computer('E'));
+    let (first, _) = centre
+        .current(&proof(terms.key_no, &code, None, None))
+        .await
+        .expect("no ITN: the code alone");
+    assert_eq!(first.key_no, terms.key_no);
+    for p in [
+        proof(42, &code4, ok_itn, ok_iec),
+        proof(t4.key_no, &code, ok_itn, ok_iec),
+        proof(t4.key_no, &stranger, ok_itn, ok_iec),
+        proof(t4.key_no, &code4, None, ok_iec),
+        proof(t4.key_no, &code4, ok_itn, None),
+        proof(t4.key_no, &code4, Some("7712345679"), ok_iec),
+        proof(terms.key_no, &code, ok_itn, None),
+    ] {
+        assert!(matches!(
+            centre.current(&p).await,
+            Err(CentreError::NotProven)
+        ));
+    }
 
     // The vendor's listing.
     let codes = centre.list_codes().await.expect("list");
@@ -244,6 +355,7 @@ async fn device_bindings_need_a_genuine_blank() {
         |serial| keybridge::hal::attest::offline_challenge(&code.to_string(), None, None, serial);
     let with_proof = |serial, proof| ActivationRequest {
         device_proof: proof,
+        challenge: DeviceChallenge::RequestBound,
         ..req(&code, Binding::Device(serial))
     };
     let refused = |r: Result<_, CentreError>| match r {
@@ -285,4 +397,164 @@ async fn device_bindings_need_a_genuine_blank() {
         .expect("activate");
     assert_eq!(t.binding, Binding::Device(900));
     assert!(manufacturers.join("sim-factory.pem").exists());
+}
+
+/// Online, a USB key's proof answers a challenge the centre issued, which is used once and
+/// expires; outstanding challenges are capped. Driven through a real simulated key.
+async fn challenges(url: &str, sim_dir: &std::path::Path) {
+    use keybridge::hal::sim::SimBus;
+    use keybridge::hal::KeyDevice;
+    let sim = SimBus::new(sim_dir, keybridge::keymem::LockPolicy::default());
+    let mut blank = sim.plug(910).expect("plug");
+    let centre = std::sync::Arc::new(
+        Centre::open(url, signer())
+            .await
+            .expect("open")
+            .with_manufacturers(SimBus::factory_public_dir(sim_dir))
+            .with_challenge_limits(std::time::Duration::from_secs(60), 5),
+    );
+    centre.add_product(&product()).await.expect("product");
+    let online = |code: &ActivationCode, proof, challenge| ActivationRequest {
+        device_proof: Some(proof),
+        challenge,
+        ..req(code, Binding::Device(910))
+    };
+    let refused = |r: Result<_, CentreError>| match r {
+        Err(CentreError::Challenge(m)) => m,
+        Err(e) => panic!("unexpected: {e}"),
+        Ok(_) => panic!("accepted"),
+    };
+
+    // No challenge at all: refused, however good the proof.
+    let code = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    let p = blank
+        .attest(&keybridge::hal::attest::offline_challenge(
+            &code.to_string(),
+            None,
+            None,
+            910,
+        ))
+        .expect("attest");
+    refused(
+        centre
+            .activate(&online(&code, p, DeviceChallenge::None))
+            .await,
+    );
+    // A challenge the centre never issued (the request-bound one, say): refused.
+    let bound = keybridge::hal::attest::offline_challenge(&code.to_string(), None, None, 910);
+    let p = blank.attest(&bound).expect("attest");
+    assert!(refused(
+        centre
+            .activate(&online(&code, p, DeviceChallenge::Issued(bound)))
+            .await
+    )
+    .contains("unknown, already used or expired"));
+
+    // An issued challenge: accepted once. The same challenge and proof again — for the same
+    // code or another — are refused: a recorded proof cannot be replayed.
+    let (c, expires) = centre.issue_challenge().await.expect("challenge");
+    assert!(expires > keybridge::time::now());
+    let p = blank.attest(&c).expect("attest");
+    let (t, _) = centre
+        .activate(&online(&code, p.clone(), DeviceChallenge::Issued(c)))
+        .await
+        .expect("activate");
+    assert_eq!(t.binding, Binding::Device(910));
+    refused(
+        centre
+            .activate(&online(&code, p.clone(), DeviceChallenge::Issued(c)))
+            .await,
+    );
+    let code2 = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    refused(
+        centre
+            .activate(&online(&code2, p, DeviceChallenge::Issued(c)))
+            .await,
+    );
+
+    // Many parallel uses of one challenge (different codes, same proof): exactly one wins.
+    let (c, _) = centre.issue_challenge().await.expect("challenge");
+    let p = blank.attest(&c).expect("attest");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let code = centre
+            .issue_code(&CodeSpec::new("672B", 1))
+            .await
+            .expect("code");
+        let (centre, r) = (
+            centre.clone(),
+            online(&code, p.clone(), DeviceChallenge::Issued(c)),
+        );
+        tasks.push(tokio::spawn(async move { centre.activate(&r).await }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => won += 1,
+            Err(CentreError::Challenge(_)) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(won, 1, "one challenge, one activation");
+
+    // An expired challenge is refused; expired ones are purged, so they never fill the
+    // table. (A second centre on the same database, with a short lifetime.)
+    let short = Centre::open(url, signer())
+        .await
+        .expect("open")
+        .with_manufacturers(SimBus::factory_public_dir(sim_dir))
+        .with_challenge_limits(std::time::Duration::from_millis(200), 5);
+    let (c, _) = short.issue_challenge().await.expect("challenge");
+    let p = blank.attest(&c).expect("attest");
+    for _ in 0..4 {
+        short.issue_challenge().await.expect("challenge");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let code4 = centre
+        .issue_code(&CodeSpec::new("672B", 1))
+        .await
+        .expect("code");
+    assert!(refused(
+        short
+            .activate(&online(&code4, p, DeviceChallenge::Issued(c)))
+            .await
+    )
+    .contains("expired"));
+    short.issue_challenge().await.expect("expired ones purged");
+    assert_eq!(short.outstanding_challenges().await.expect("count"), 1);
+
+    // At most 5 outstanding: the sixth is refused (503 over HTTP) while they are valid.
+    for _ in 0..4 {
+        centre.issue_challenge().await.expect("challenge");
+    }
+    assert!(matches!(
+        centre.issue_challenge().await,
+        Err(CentreError::ChallengesFull)
+    ));
+    assert_eq!(centre.outstanding_challenges().await.expect("count"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn challenges_on_sqlite() {
+    let d = tempfile::tempdir().expect("tmp");
+    challenges(
+        &keybridge::centre::sqlite_url(&d.path().join("c.db")),
+        &d.path().join("sim"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn challenges_on_postgres() {
+    let Some(url) = common::fresh_postgres("keybridge_challenges").await else {
+        return;
+    };
+    let d = tempfile::tempdir().expect("tmp");
+    challenges(&url, &d.path().join("sim")).await;
 }

@@ -150,6 +150,7 @@ impl From<HostError> for ApiError {
             HostError::CentreNotConfigured | HostError::CentreUnreachable { .. } => {
                 (S::SERVICE_UNAVAILABLE, "ECentreUnavailable")
             }
+            HostError::CentreUnverified { .. } => (S::SERVICE_UNAVAILABLE, "ECentreUnverified"),
             HostError::CentreRefused { status, .. } if *status == 400 => {
                 (S::BAD_REQUEST, "EActivationRefused")
             }

@@ -3,36 +3,135 @@
 //! vendor administration (products, codes) needs Basic credentials. The JSON a host exchanges
 //! with the centre is in [`super::wire`]; `docs/centre.md` describes it.
 
-use super::wire::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
-use super::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
+use super::wire::{ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
+use super::{
+    ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, LicenceProof, Product,
+    RestoreRequest,
+};
 use crate::crypto::CentreResponseKey;
 use crate::licence::{Flags, Iec, Itn, KeyType};
 use crate::web::login::{require_login, Auth, LoginGate};
 use crate::web::server::{request_limits, RequestLimits};
 use crate::web::signing::{self, CentreSigning};
-use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware;
+use crate::web::throttle::{client_key, Refused, Throttle, ThrottlePolicy};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{header, request::Parts, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How hard the centre pushes back on failed proofs and on challenge requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofLimits {
+    /// Failed proofs (unknown code, wrong code or ITN for a licence) per client address and
+    /// per licence or code within `window`, before further attempts get 429.
+    pub max_failures: u32,
+    pub window: Duration,
+    /// Most clients, and most licences/codes, tracked at once (each table).
+    pub capacity: usize,
+    /// Attestation challenges one client may ask for within `challenge_window`.
+    pub max_challenges_per_client: u32,
+    pub challenge_window: Duration,
+}
+
+impl Default for ProofLimits {
+    fn default() -> Self {
+        ProofLimits {
+            max_failures: 10,
+            window: Duration::from_secs(600),
+            capacity: 10_000,
+            max_challenges_per_client: 30,
+            challenge_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The bounded failure tables behind [`ProofLimits`].
+pub struct ProofThrottle {
+    /// Failed proofs per client address (IPv6 by /64).
+    clients: Throttle<IpAddr>,
+    /// Failed proofs per licence (`KEYID.KEYNO`) or activation code (`code:…`).
+    subjects: Throttle<String>,
+    /// Challenges issued per client address.
+    challenges: Throttle<IpAddr>,
+}
+
+impl ProofThrottle {
+    pub fn new(l: ProofLimits) -> ProofThrottle {
+        let failures = ThrottlePolicy {
+            max_failures: l.max_failures,
+            window: l.window,
+            capacity: l.capacity,
+        };
+        ProofThrottle {
+            clients: Throttle::new(failures),
+            subjects: Throttle::new(failures),
+            challenges: Throttle::new(ThrottlePolicy {
+                max_failures: l.max_challenges_per_client,
+                window: l.challenge_window,
+                capacity: l.capacity,
+            }),
+        }
+    }
+}
 
 pub struct CentreState {
     pub centre: Centre,
     pub admin: Auth,
     /// Signs every HTTP answer; never licences.
     pub response_key: Arc<CentreResponseKey>,
+    pub throttle: ProofThrottle,
+}
+
+impl CentreState {
+    /// A centre's HTTP state with the default [`ProofLimits`].
+    pub fn new(centre: Centre, admin: Auth, response_key: Arc<CentreResponseKey>) -> Self {
+        Self::with_limits(centre, admin, response_key, ProofLimits::default())
+    }
+
+    pub fn with_limits(
+        centre: Centre,
+        admin: Auth,
+        response_key: Arc<CentreResponseKey>,
+        limits: ProofLimits,
+    ) -> Self {
+        CentreState {
+            centre,
+            admin,
+            response_key,
+            throttle: ProofThrottle::new(limits),
+        }
+    }
 }
 
 /// An error answer: `{"error": "...", "reason": "..."}` with a status.
-pub struct CentreReply(StatusCode, Value);
+pub struct CentreReply(StatusCode, Value, Option<u64>);
+
+impl CentreReply {
+    fn new(status: StatusCode, body: Value) -> Self {
+        CentreReply(status, body, None)
+    }
+
+    /// With `Retry-After` (seconds).
+    fn with_retry(status: StatusCode, body: Value, seconds: u64) -> Self {
+        CentreReply(status, body, Some(seconds))
+    }
+}
 
 impl IntoResponse for CentreReply {
     fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
+        let mut r = (self.0, Json(self.1)).into_response();
+        if let Some(s) = self.2 {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        r
     }
 }
 
@@ -45,7 +144,13 @@ impl From<CentreError> for CentreReply {
             }
             CentreError::UnknownCode(_) => (S::NOT_FOUND, "unknown_code"),
             CentreError::UnknownProduct(_) => (S::NOT_FOUND, "unknown_product"),
-            CentreError::UnknownLicence { .. } => (S::NOT_FOUND, "unknown_licence"),
+            // UnknownLicence is the vendor's own error (CLI); over HTTP only NotProven is used.
+            CentreError::NotProven | CentreError::UnknownLicence { .. } => {
+                (S::NOT_FOUND, "unknown_licence")
+            }
+            CentreError::RestoreNeedsVendor { .. } => (S::FORBIDDEN, "restore_needs_vendor"),
+            CentreError::Challenge(_) => (S::FORBIDDEN, "challenge_refused"),
+            CentreError::ChallengesFull => (S::SERVICE_UNAVAILABLE, "challenges_full"),
             CentreError::ProductExists(_) => (S::CONFLICT, "product_exists"),
             CentreError::AlreadyActivated { .. } => (S::CONFLICT, "already_activated"),
             CentreError::ItnMismatch(_) => (S::FORBIDDEN, "itn_mismatch"),
@@ -56,7 +161,7 @@ impl From<CentreError> for CentreReply {
         if status.is_server_error() {
             tracing::error!("centre: {e}");
         }
-        CentreReply(status, json!({"error": e.to_string(), "reason": reason}))
+        CentreReply::new(status, json!({"error": e.to_string(), "reason": reason}))
     }
 }
 
@@ -77,7 +182,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 }
 
 fn bad(message: impl Into<String>) -> CentreReply {
-    CentreReply(
+    CentreReply::new(
         StatusCode::BAD_REQUEST,
         json!({"error": message.into(), "reason": "invalid"}),
     )
@@ -89,32 +194,161 @@ fn licence_body(doc: &[u8]) -> Json<LicenceBody> {
     })
 }
 
+/// The client's address, as the server saw it (`into_make_service_with_connect_info`). A
+/// server started without it is a bug; the centre refuses rather than throttle nobody.
+pub struct Peer(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = CentreReply;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+            Some(ConnectInfo(a)) => Ok(Peer(a.ip())),
+            None => {
+                tracing::error!("the centre is served without peer addresses; refusing");
+                Err(CentreReply::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "the client's address is unknown", "reason": "internal"}),
+                ))
+            }
+        }
+    }
+}
+
+fn throttled(r: Refused, whose: &str) -> CentreReply {
+    let (message, retry) = match r {
+        Refused::Locked { retry_after, .. } => (
+            format!(
+                "too many failed proofs for {whose}; try again in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            retry_after.as_secs().max(1),
+        ),
+        Refused::Full => (
+            "too many clients are failing proofs right now; try again later".to_owned(),
+            60,
+        ),
+    };
+    CentreReply::with_retry(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"error": message, "reason": "throttled"}),
+        retry,
+    )
+}
+
+/// Runs `check` as an attempt at proving a right, throttled per client and per `subject`
+/// (a licence or a code). The attempt counts before the check, so parallel guesses count
+/// too and a throttled one never reaches the database; a check that did not fail a proof
+/// gives its attempt back (it never erases earlier failures).
+async fn proven<T>(
+    st: &CentreState,
+    peer: IpAddr,
+    subject: String,
+    check: impl std::future::Future<Output = Result<T, CentreError>>,
+) -> Result<T, CentreReply> {
+    let client = client_key(peer);
+    let t = &st.throttle;
+    t.clients
+        .begin(&client)
+        .map_err(|r| throttled(r, "this address"))?;
+    if let Err(r) = t.subjects.begin(&subject) {
+        return Err(throttled(r, "this licence"));
+    }
+    let out = check.await;
+    match &out {
+        Err(e) if e.is_failed_proof() => {
+            tracing::warn!(client = %client, subject = %subject, "failed proof: {e}");
+        }
+        _ => {
+            t.clients.cancel(&client);
+            t.subjects.cancel(&subject);
+        }
+    }
+    out.map_err(CentreReply::from)
+}
+
 async fn activate(
     State(st): State<Arc<CentreState>>,
+    Peer(peer): Peer,
     CentreJson(b): CentreJson<ActivateBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let req = ActivationRequest::from_wire(&b).map_err(bad)?;
-    let (_, doc) = st.centre.activate(&req).await?;
+    let subject = format!("code:{}", req.code);
+    let (_, doc) = proven(&st, peer, subject, st.centre.activate(&req)).await?;
     Ok(licence_body(&doc))
+}
+
+fn code(text: &str) -> Result<ActivationCode, CentreReply> {
+    ActivationCode::parse(text).map_err(|e| bad(e.to_string()))
+}
+
+/// A series as licences have it (1-16 ASCII letters and digits): checked before it becomes a
+/// throttle key, so no request can park large strings in the table.
+fn key_id(text: String) -> Result<String, CentreReply> {
+    if (1..=16).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(text)
+    } else {
+        Err(bad("key_id is 1-16 letters and digits"))
+    }
 }
 
 async fn current(
     State(st): State<Arc<CentreState>>,
+    Peer(peer): Peer,
     CentreJson(b): CentreJson<LicenceRef>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
-    let (_, doc) = st.centre.current(&b.key_id, b.key_no).await?;
+    let proof = LicenceProof {
+        code: code(&b.code)?,
+        itn: b.itn.map(Itn::try_from).transpose().map_err(bad)?,
+        iec: b.iec.map(Iec::try_from).transpose().map_err(bad)?,
+        key_id: key_id(b.key_id)?,
+        key_no: b.key_no,
+    };
+    let subject = format!("{}.{}", proof.key_id, proof.key_no);
+    let (_, doc) = proven(&st, peer, subject, st.centre.current(&proof)).await?;
     Ok(licence_body(&doc))
 }
 
 async fn restore(
     State(st): State<Arc<CentreState>>,
+    Peer(peer): Peer,
     CentreJson(b): CentreJson<RestoreBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
-    let (_, doc) = st
-        .centre
-        .restore(&b.key_id, b.key_no, &b.binding.into())
-        .await?;
+    let req = RestoreRequest {
+        code: code(&b.code)?,
+        itn: b.itn.map(Itn::try_from).transpose().map_err(bad)?,
+        iec: b.iec.map(Iec::try_from).transpose().map_err(bad)?,
+        binding: b.binding.into(),
+        key_id: key_id(b.key_id)?,
+        key_no: b.key_no,
+    };
+    let subject = format!("{}.{}", req.key_id, req.key_no);
+    let (_, doc) = proven(&st, peer, subject, st.centre.restore(&req)).await?;
     Ok(licence_body(&doc))
+}
+
+/// A fresh attestation challenge, for a host about to activate onto a blank USB key.
+async fn challenge(
+    State(st): State<Arc<CentreState>>,
+    Peer(peer): Peer,
+) -> Result<Json<ChallengeBody>, CentreReply> {
+    // Every challenge counts here: asking is cheap for a client and costs the centre a row.
+    st.throttle
+        .challenges
+        .begin(&client_key(peer))
+        .map_err(|r| match r {
+            Refused::Locked { retry_after, .. } => CentreReply::with_retry(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": format!("too many challenges asked from this address; try again in {} s", retry_after.as_secs().max(1)), "reason": "throttled"}),
+                retry_after.as_secs().max(1),
+            ),
+            Refused::Full => throttled(r, "this address"),
+        })?;
+    let (c, expires) = st.centre.issue_challenge().await?;
+    Ok(Json(ChallengeBody {
+        challenge: hex::encode(c),
+        expires: crate::time::format(&expires),
+    }))
 }
 
 /// A product series, as the vendor's HTTP request or `centre product-add` gives it.
@@ -285,7 +519,7 @@ impl LoginGate for CentreState {
     }
 
     fn refuse(&self, message: String) -> Response {
-        let mut r = CentreReply(
+        let mut r = CentreReply::new(
             StatusCode::UNAUTHORIZED,
             json!({"error": message, "reason": "unauthorized"}),
         )
@@ -298,7 +532,7 @@ impl LoginGate for CentreState {
     }
 
     fn unavailable(&self, message: String) -> Response {
-        CentreReply(
+        CentreReply::new(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": message, "reason": "busy"}),
         )
@@ -307,7 +541,7 @@ impl LoginGate for CentreState {
 }
 
 async fn not_found() -> CentreReply {
-    CentreReply(
+    CentreReply::new(
         StatusCode::NOT_FOUND,
         json!({"error": "no such endpoint", "reason": "not_found"}),
     )
@@ -328,10 +562,41 @@ pub fn plain_error(status: StatusCode, message: String) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
         s if s.is_server_error() => "internal",
         _ => "error",
     };
-    CentreReply(status, json!({"error": message, "reason": reason})).into_response()
+    CentreReply::new(status, json!({"error": message, "reason": reason})).into_response()
+}
+
+/// Turns answers the framework makes by itself — a bare 405 from a route, a rejection — into
+/// the centre's JSON error, so every answer is the centre's own JSON (and the signing layer
+/// never sees an empty body).
+pub async fn normalise(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => format!("{path} does not take {method}"),
+        StatusCode::NOT_FOUND => "no such endpoint".to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large".to_owned(),
+        s if s.is_client_error() => "the request was rejected".to_owned(),
+        _ => "internal error".to_owned(),
+    };
+    let allow = resp.headers().get(header::ALLOW).cloned();
+    let mut out = plain_error(status, message);
+    if let Some(a) = allow {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
 }
 
 /// The centre's router; `limits` bound each request (`web::server::request_limits`).
@@ -352,10 +617,13 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
         .route("/centre/v1/activate", post(activate))
         .route("/centre/v1/licence", post(current))
         .route("/centre/v1/restore", post(restore))
+        .route("/centre/v1/challenge", post(challenge))
         .route("/centre/v1/publickey", get(public_key))
         .merge(admin)
         .fallback(not_found)
-        .with_state(state);
+        .with_state(state)
+        // Layers run outermost last-added first: sign ← limits ← normalise ← routes.
+        .layer(middleware::from_fn(normalise));
     request_limits(app, limits, plain_error).layer(middleware::from_fn_with_state(
         key,
         signing::sign::<CentreSigning>,

@@ -5,13 +5,15 @@
 
 pub mod code;
 mod db;
-pub use db::sqlite_url;
+pub use db::{ensure_private_dir, sqlite_url};
 pub mod http;
 mod rules;
 pub mod wire;
 
 pub use code::{ActivationCode, CodeError};
-pub use rules::{ActivationRequest, CodeSpec, CodeState, Product};
+pub use rules::{
+    ActivationRequest, CodeSpec, CodeState, DeviceChallenge, LicenceProof, Product, RestoreRequest,
+};
 
 use crate::crypto::LicenceKey;
 use crate::licence::LicenceError;
@@ -32,8 +34,14 @@ pub enum CentreError {
     AlreadyActivated { code: String, binding: String },
     #[error("activation code {0} is reserved for another ITN")]
     ItnMismatch(String),
+    /// The one answer to every unproven request for a licence — unknown licence, wrong code,
+    /// wrong ITN or IEC alike — so nobody learns which licences exist by asking.
+    #[error("no licence issued by this centre matches this series, KeyNo and proof (activation code; for a restore also the ITN and IEC it was activated for)")]
+    NotProven,
     #[error("no licence {key_id}.{key_no} was issued by this centre")]
     UnknownLicence { key_id: String, key_no: u64 },
+    #[error("licence {key_id}.{key_no} was activated without an ITN, so it cannot be restored here; the vendor can move it")]
+    RestoreNeedsVendor { key_id: String, key_no: u64 },
     #[error(
         "licence {key_id}.{key_no} has been restored {limit} time(s), its limit; ask the vendor"
     )]
@@ -46,6 +54,10 @@ pub enum CentreError {
     Invalid(String),
     #[error("USB key refused: {0}")]
     Device(String),
+    #[error("attestation challenge refused: {0}")]
+    Challenge(String),
+    #[error("too many attestation challenges are outstanding; try again in a few minutes")]
+    ChallengesFull,
     #[error("{0}")]
     Licence(#[from] LicenceError),
     #[error("database: {0}")]
@@ -54,6 +66,22 @@ pub enum CentreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl CentreError {
+    /// Whether this refusal means the asker failed to prove a right (a code, an ITN): such
+    /// failures are throttled, so codes and ITNs cannot be guessed by trying.
+    pub fn is_failed_proof(&self) -> bool {
+        matches!(
+            self,
+            CentreError::NotProven | CentreError::UnknownCode(_) | CentreError::ItnMismatch(_)
+        )
+    }
+}
+
+/// How long an attestation challenge stays valid.
+pub const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// Most attestation challenges outstanding at once.
+pub const MAX_CHALLENGES: u64 = 10_000;
+
 /// A centre: its database and its licence-issuing key.
 pub struct Centre {
     db: sqlx::AnyPool,
@@ -61,6 +89,8 @@ pub struct Centre {
     /// Public keys (`*.pem`) of the USB key manufacturers whose devices this centre binds
     /// licences to; read at each activation so a vendor can add one without a restart.
     manufacturers_dir: Option<std::path::PathBuf>,
+    challenge_ttl: std::time::Duration,
+    max_challenges: u64,
 }
 
 impl Centre {
@@ -72,7 +102,16 @@ impl Centre {
             db,
             licence_key: Arc::new(licence_key),
             manufacturers_dir: None,
+            challenge_ttl: CHALLENGE_TTL,
+            max_challenges: MAX_CHALLENGES,
         })
+    }
+
+    /// How long a challenge stays valid and how many may be outstanding at once.
+    pub fn with_challenge_limits(mut self, ttl: std::time::Duration, max: u64) -> Centre {
+        self.challenge_ttl = ttl;
+        self.max_challenges = max.max(1);
+        self
     }
 
     /// Trusts the USB key manufacturers whose public keys are in `dir`.
@@ -81,9 +120,10 @@ impl Centre {
         self
     }
 
-    fn manufacturers(&self) -> Vec<crate::crypto::PublicKey> {
+    /// Reads the manufacturers' keys (file I/O: call on the blocking pool).
+    fn manufacturers(dir: Option<&std::path::Path>) -> Vec<crate::crypto::PublicKey> {
         let mut trust = crate::licence::TrustStore::default();
-        if let Some(d) = &self.manufacturers_dir {
+        if let Some(d) = dir {
             if let Err(e) = trust.add_dir(d) {
                 tracing::warn!("manufacturer keys: {e}");
             }

@@ -87,11 +87,53 @@ pub struct ActivationRequest {
     pub binding: Binding,
     /// Required for a USB key binding: the key's proof that it is genuine and blank.
     pub device_proof: Option<crate::hal::Attestation>,
+    /// What `device_proof` answers.
+    pub challenge: DeviceChallenge,
+}
+
+/// The challenge a USB key's proof answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChallenge {
+    /// None given: a USB key binding is refused.
+    None,
+    /// Issued by this centre (`POST /centre/v1/challenge`) and consumed on use, so a recorded
+    /// proof cannot be replayed: online activation.
+    Issued([u8; 32]),
+    /// Bound to the request itself ([`crate::hal::attest::offline_challenge`] of code, ITN,
+    /// IEC and serial): offline requests fulfilled by the vendor (`centre fulfil`) and the
+    /// demo's own provisioning. Never accepted over HTTP: such a proof can be shown twice.
+    RequestBound,
 }
 
 impl ActivationRequest {
-    /// The request a host's JSON (online, or in an offline request file) stands for.
+    /// The request a host's online JSON stands for. Its proof must answer a challenge this
+    /// centre issued: there is no way to ask for the request-bound kind here.
     pub fn from_wire(b: &super::wire::ActivateBody) -> Result<ActivationRequest, String> {
+        let challenge = match &b.challenge {
+            None => DeviceChallenge::None,
+            Some(h) => {
+                let mut c = [0u8; 32];
+                hex::decode_to_slice(h, &mut c)
+                    .map_err(|_| "challenge must be 64 hex digits".to_owned())?;
+                DeviceChallenge::Issued(c)
+            }
+        };
+        Self::parse(b, challenge)
+    }
+
+    /// The request an offline request file stands for (`centre fulfil`): its proof answers
+    /// the request-bound challenge.
+    pub fn from_offline(b: &super::wire::ActivateBody) -> Result<ActivationRequest, String> {
+        if b.challenge.is_some() {
+            return Err("an offline request carries no challenge (its USB key proof is bound to the request)".into());
+        }
+        Self::parse(b, DeviceChallenge::RequestBound)
+    }
+
+    fn parse(
+        b: &super::wire::ActivateBody,
+        challenge: DeviceChallenge,
+    ) -> Result<ActivationRequest, String> {
         Ok(ActivationRequest {
             code: ActivationCode::parse(&b.code).map_err(|e| e.to_string())?,
             itn: b.itn.clone().map(Itn::try_from).transpose()?,
@@ -102,8 +144,34 @@ impl ActivationRequest {
                 .as_ref()
                 .map(super::wire::WireProof::to_attestation)
                 .transpose()?,
+            challenge,
         })
     }
+}
+
+/// Proof of holding a licence: which it is, the activation code it was issued from, and the
+/// ITN and IEC it was activated for (none when it had none) — all of which the holder's copy
+/// of the licence says. Without the ITN here, the code alone would fetch the ITN and then
+/// pass a restore's proof.
+#[derive(Debug, Clone)]
+pub struct LicenceProof {
+    pub key_id: String,
+    pub key_no: u64,
+    pub code: ActivationCode,
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
+}
+
+/// A restore: the licence onto `binding`, proven by its activation code and the ITN (and
+/// IEC, when it had one) it was activated for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub key_id: String,
+    pub key_no: u64,
+    pub code: ActivationCode,
+    pub itn: Option<Itn>,
+    pub iec: Option<Iec>,
+    pub binding: Binding,
 }
 
 fn binding_key(b: &Binding) -> String {
@@ -325,44 +393,68 @@ impl Centre {
 
     /// Turns an activation code into a signed licence for a binding. A code activates once;
     /// asking again from the same binding returns the same licence; from another binding it is
-    /// refused.
+    /// refused. A USB key binding needs the key's proof, answering a challenge this centre
+    /// issued (consumed here) or, offline, the request-bound one.
     pub async fn activate(
         &self,
         req: &ActivationRequest,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        if let Binding::Device(serial) = req.binding {
+            self.check_device(req, serial).await?;
+        }
         // Two first activations of one code can race past the "already activated?" check; the
         // loser's insert violates the key, and its retry sees the winner's row.
         let mut attempt = 0;
-        loop {
+        let terms = loop {
             match self.activate_once(req).await {
                 Err(CentreError::Db(sqlx::Error::Database(e)))
                     if e.is_unique_violation() && attempt < 3 =>
                 {
                     attempt += 1;
                 }
-                other => return other,
+                other => break other?,
             }
-        }
+        };
+        self.sign(terms).await
     }
 
-    async fn activate_once(
-        &self,
-        req: &ActivationRequest,
-    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
-        let code = req.code.to_string();
-        if let Binding::Device(serial) = req.binding {
-            let proof = req.device_proof.as_ref().ok_or_else(|| {
-                CentreError::Device("no proof from the USB key that it is genuine and blank".into())
-            })?;
-            let challenge = crate::hal::attest::offline_challenge(
-                &code,
+    /// Checks a USB key's proof (genuine, blank, this serial, answering the challenge) and
+    /// uses up an issued challenge. Outside the activation's retry loop, so a retry never
+    /// spends the challenge twice.
+    async fn check_device(&self, req: &ActivationRequest, serial: u64) -> Result<(), CentreError> {
+        let proof = req.device_proof.clone().ok_or_else(|| {
+            CentreError::Device("no proof from the USB key that it is genuine and blank".into())
+        })?;
+        let challenge = match &req.challenge {
+            DeviceChallenge::None => {
+                return Err(CentreError::Challenge(
+                    "a USB key proves itself by answering a fresh challenge: ask POST /centre/v1/challenge, have the key attest to it, and send it as `challenge`".into(),
+                ))
+            }
+            DeviceChallenge::Issued(c) => *c,
+            DeviceChallenge::RequestBound => crate::hal::attest::offline_challenge(
+                &req.code.to_string(),
                 req.itn.as_ref().map(Itn::as_str),
                 req.iec.as_ref().map(Iec::as_str),
                 serial,
-            );
-            crate::hal::attest::verify(proof, serial, &challenge, &self.manufacturers())
-                .map_err(|e| CentreError::Device(e.to_string()))?;
+            ),
+        };
+        let dir = self.manufacturers_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let manufacturers = Centre::manufacturers(dir.as_deref());
+            crate::hal::attest::verify(&proof, serial, &challenge, &manufacturers)
+        })
+        .await
+        .map_err(|e| CentreError::Invalid(format!("worker failed: {e}")))?
+        .map_err(|e| CentreError::Device(e.to_string()))?;
+        if let DeviceChallenge::Issued(c) = &req.challenge {
+            self.consume_challenge(c).await?;
         }
+        Ok(())
+    }
+
+    async fn activate_once(&self, req: &ActivationRequest) -> Result<LicenceTerms, CentreError> {
+        let code = req.code.to_string();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query("SELECT key_id, itn, iec FROM codes WHERE code = $1")
             .bind(code.clone())
@@ -430,82 +522,212 @@ impl Centre {
             .await?;
         let terms = terms_from_row(&row)?;
         tx.commit().await?;
-        let doc = licence::sign(&terms, &self.licence_key)?;
-        Ok((terms, doc))
+        Ok(terms)
+    }
+
+    /// Signs a licence on the blocking pool (RSA).
+    async fn sign(&self, terms: LicenceTerms) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let key = self.licence_key.clone();
+        tokio::task::spawn_blocking(move || {
+            let doc = licence::sign(&terms, &key)?;
+            Ok((terms, doc))
+        })
+        .await
+        .map_err(|e| CentreError::Invalid(format!("worker failed: {e}")))?
+    }
+
+    /// The stored row of the licence `key_id.key_no` issued from `code`, if there is one:
+    /// the three must match together, so a wrong code reads exactly like an unknown licence.
+    async fn proven_row<'e, E>(
+        executor: E,
+        key_id: &str,
+        key_no: u64,
+        code: &ActivationCode,
+    ) -> Result<AnyRow, CentreError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let Ok(n) = i64::try_from(key_no) else {
+            return Err(CentreError::NotProven);
+        };
+        sqlx::query(&format!(
+            "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2 AND a.code = $3"
+        ))
+        .bind(key_id.to_owned())
+        .bind(n)
+        .bind(code.to_string())
+        .fetch_optional(executor)
+        .await?
+        .ok_or(CentreError::NotProven)
     }
 
     /// The current version of a licence this centre issued (dates, product names, support
-    /// periods as they are now), signed afresh.
+    /// periods as they are now), signed afresh — for whoever proves they hold it: its code,
+    /// and its ITN and IEC exactly as activated.
     pub async fn current(
         &self,
-        key_id: &str,
-        key_no: u64,
+        proof: &LicenceProof,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
-        let row = sqlx::query(&format!(
-            "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
-        ))
-        .bind(key_id.to_owned())
-        .bind(i64::try_from(key_no).unwrap_or(i64::MAX))
-        .fetch_optional(&self.db)
-        .await?
-        .ok_or_else(|| CentreError::UnknownLicence {
-            key_id: key_id.into(),
-            key_no,
-        })?;
-        let terms = terms_from_row(&row)?;
-        let doc = licence::sign(&terms, &self.licence_key)?;
-        Ok((terms, doc))
+        let row = Self::proven_row(&self.db, &proof.key_id, proof.key_no, &proof.code).await?;
+        let stored_itn: Option<String> = row.try_get("itn")?;
+        let stored_iec: Option<String> = row.try_get("iec")?;
+        if proof.itn.as_ref().map(Itn::as_str) != stored_itn.as_deref()
+            || proof.iec.as_ref().map(Iec::as_str) != stored_iec.as_deref()
+        {
+            return Err(CentreError::NotProven);
+        }
+        self.sign(terms_from_row(&row)?).await
     }
 
-    /// Moves a licence to a new binding (a changed ComputerID, a replaced USB key), within the
-    /// code's restore limit. The new licence says `Recovered`.
+    /// Moves a licence to a new binding (a changed ComputerID), within the code's restore
+    /// limit, for whoever proves they own it: its activation code and the ITN (and IEC) it
+    /// was activated for. The new licence says `Recovered`.
     pub async fn restore(
+        &self,
+        req: &RestoreRequest,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        let row = Self::proven_row(&self.db, &req.key_id, req.key_no, &req.code).await?;
+        let stored_itn: Option<String> = row.try_get("itn")?;
+        let stored_iec: Option<String> = row.try_get("iec")?;
+        let Some(stored_itn) = stored_itn else {
+            return Err(CentreError::RestoreNeedsVendor {
+                key_id: req.key_id.clone(),
+                key_no: req.key_no,
+            });
+        };
+        if req.itn.as_ref().map(Itn::as_str) != Some(stored_itn.as_str())
+            || req.iec.as_ref().map(Iec::as_str) != stored_iec.as_deref()
+        {
+            return Err(CentreError::NotProven);
+        }
+        let current = terms_from_row(&row)?;
+        // Restore follows a machine whose ComputerID changed. A licence on a USB key stays on
+        // it: nothing here proves the licence left the old key, so moving it (to another key
+        // or to a machine) needs the vendor.
+        if let Binding::Device(_) = current.binding {
+            if current.binding != req.binding {
+                return Err(CentreError::Device(format!(
+                    "licence {}.{} is bound to {}; moving it off that USB key needs the vendor",
+                    req.key_id, req.key_no, current.binding
+                )));
+            }
+        }
+        if matches!(req.binding, Binding::Device(_)) && current.binding != req.binding {
+            return Err(CentreError::Device(format!(
+                "licence {}.{} is bound to {}; moving it to a USB key needs the vendor",
+                req.key_id, req.key_no, current.binding
+            )));
+        }
+        let code = req.code.to_string();
+        // One statement decides and counts, so concurrent restores (PostgreSQL runs them in
+        // parallel) never exceed the limit: each re-checks `restores` under the row lock.
+        // Moving to where it already is costs nothing (`binding <> $1`).
+        let moved = sqlx::query(
+            "UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 \
+             WHERE code = $3 AND binding <> $1 \
+             AND restores < (SELECT c.restore_limit FROM codes c WHERE c.code = activations.code)",
+        )
+        .bind(binding_key(&req.binding))
+        .bind(time::format(&time::now()))
+        .bind(code)
+        .execute(&self.db)
+        .await?;
+        let row = Self::proven_row(&self.db, &req.key_id, req.key_no, &req.code).await?;
+        let terms = terms_from_row(&row)?;
+        if moved.rows_affected() == 0 && terms.binding != req.binding {
+            return Err(CentreError::RestoreLimit {
+                key_id: req.key_id.clone(),
+                key_no: req.key_no,
+                limit: num(&row, "restore_limit")?,
+            });
+        }
+        self.sign(terms).await
+    }
+
+    /// The vendor moves a licence to a new binding — a machine or a USB key — having satisfied
+    /// itself some other way that the customer owns it and the old binding is gone (a licence
+    /// activated without an ITN, a broken USB key). Counted as a restore, without a limit.
+    pub async fn move_licence(
         &self,
         key_id: &str,
         key_no: u64,
         binding: &Binding,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
-        let n = i64::try_from(key_no).unwrap_or(i64::MAX);
-        let mut tx = self.db.begin().await?;
+        let unknown = || CentreError::UnknownLicence {
+            key_id: key_id.into(),
+            key_no,
+        };
+        let n = i64::try_from(key_no).map_err(|_| unknown())?;
+        sqlx::query(
+            "UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 \
+             WHERE key_id = $3 AND key_no = $4 AND binding <> $1",
+        )
+        .bind(binding_key(binding))
+        .bind(time::format(&time::now()))
+        .bind(key_id.to_owned())
+        .bind(n)
+        .execute(&self.db)
+        .await?;
         let row = sqlx::query(&format!(
             "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
         ))
         .bind(key_id.to_owned())
         .bind(n)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&self.db)
         .await?
-        .ok_or_else(|| CentreError::UnknownLicence {
-            key_id: key_id.into(),
-            key_no,
-        })?;
-        let current = terms_from_row(&row)?;
-        // Restore follows a machine whose ComputerID changed. A licence moves to another USB
-        // key only through the vendor: nothing here proves the licence left the old key.
-        if matches!(binding, Binding::Device(_)) && &current.binding != binding {
-            return Err(CentreError::Device(format!(
-                "licence {key_id}.{key_no} is bound to {}; moving it to another USB key needs the vendor",
-                current.binding
-            )));
+        .ok_or_else(unknown)?;
+        self.sign(terms_from_row(&row)?).await
+    }
+
+    /// A fresh attestation challenge and when it expires. Expired ones are purged first;
+    /// with `max_challenges` still outstanding it is refused (`ChallengesFull`).
+    pub async fn issue_challenge(&self) -> Result<([u8; 32], Timestamp), CentreError> {
+        let now = time::now();
+        let ttl = chrono::Duration::from_std(self.challenge_ttl)
+            .unwrap_or_else(|_| chrono::Duration::seconds(300));
+        let expires = now + ttl;
+        sqlx::query("DELETE FROM challenges WHERE expires_ms <= $1")
+            .bind(now.timestamp_millis())
+            .execute(&self.db)
+            .await?;
+        let challenge = crate::crypto::random_bytes::<32>();
+        // The cap is checked in the insert itself; concurrent inserts can overshoot it by at
+        // most the pool's connections.
+        let done = sqlx::query(
+            "INSERT INTO challenges (challenge, expires_ms) \
+             SELECT $1, $2 WHERE (SELECT COUNT(*) FROM challenges) < $3",
+        )
+        .bind(hex::encode(challenge))
+        .bind(expires.timestamp_millis())
+        .bind(i64::try_from(self.max_challenges).unwrap_or(i64::MAX))
+        .execute(&self.db)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(CentreError::ChallengesFull);
         }
-        if &current.binding != binding {
-            let restores: u64 = num(&row, "restores")?;
-            let limit: u64 = num(&row, "restore_limit")?;
-            if restores >= limit {
-                return Err(CentreError::RestoreLimit {
-                    key_id: key_id.into(),
-                    key_no,
-                    limit,
-                });
-            }
-            sqlx::query("UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 WHERE key_id = $3 AND key_no = $4")
-                .bind(binding_key(binding))
-                .bind(time::format(&time::now()))
-                .bind(key_id.to_owned())
-                .bind(n)
-                .execute(&mut *tx)
-                .await?;
+        Ok((challenge, expires))
+    }
+
+    /// Uses up an issued challenge: exactly one use succeeds, and only before it expires.
+    async fn consume_challenge(&self, challenge: &[u8; 32]) -> Result<(), CentreError> {
+        let done = sqlx::query("DELETE FROM challenges WHERE challenge = $1 AND expires_ms > $2")
+            .bind(hex::encode(challenge))
+            .bind(time::now().timestamp_millis())
+            .execute(&self.db)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(CentreError::Challenge(
+                "the challenge is unknown, already used or expired; ask POST /centre/v1/challenge for a fresh one".into(),
+            ));
         }
-        tx.commit().await?;
-        self.current(key_id, key_no).await
+        Ok(())
+    }
+
+    /// Attestation challenges outstanding now (expired ones included until purged).
+    pub async fn outstanding_challenges(&self) -> Result<u64, CentreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM challenges")
+            .fetch_one(&self.db)
+            .await?;
+        num(&row, "n")
     }
 }

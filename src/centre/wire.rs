@@ -41,6 +41,11 @@ pub struct ActivateBody {
     /// Required with a `device` binding.
     #[serde(default)]
     pub device_proof: Option<WireProof>,
+    /// With a `device` binding online: the challenge (64 hex digits) from
+    /// `POST /centre/v1/challenge` that `device_proof` answers; used once. Absent from offline
+    /// requests, whose proof answers the request-bound challenge instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
 }
 
 /// A USB key's attestation on the wire; byte fields base64.
@@ -92,17 +97,39 @@ pub struct OfflineRequest {
     pub activation: ActivateBody,
 }
 
+/// `POST /centre/v1/licence`: the current version of a licence, for whoever proves they hold
+/// it with the activation code it was issued from and the ITN and IEC it was activated for
+/// (absent when it had none).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LicenceRef {
     pub key_id: String,
     pub key_no: u64,
+    pub code: String,
+    #[serde(default)]
+    pub itn: Option<String>,
+    #[serde(default)]
+    pub iec: Option<String>,
 }
 
+/// `POST /centre/v1/restore`: the licence onto a new binding, for whoever proves they own it
+/// with its activation code and the ITN (and IEC, when it had one) it was activated for.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RestoreBody {
     pub key_id: String,
     pub key_no: u64,
+    pub code: String,
+    pub itn: Option<String>,
+    #[serde(default)]
+    pub iec: Option<String>,
     pub binding: WireBinding,
+}
+
+/// `POST /centre/v1/challenge`'s answer: 32 random bytes (hex) a blank USB key signs to prove
+/// itself, accepted once, until `expires`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChallengeBody {
+    pub challenge: String,
+    pub expires: String,
 }
 
 /// A signed licence file, base64, as every host-facing endpoint returns it.

@@ -1,7 +1,7 @@
 //! `keybridge centre …`: run the licensing centre, and administer it on its own machine.
 
 use super::CliResult;
-use crate::centre::http::{self, CentreState, CodeBody, ProductBody};
+use crate::centre::http::{self, CentreState, CodeBody, ProductBody, ProofLimits};
 use crate::centre::{self, wire, Centre};
 use crate::crypto::password::PasswordHash;
 use crate::crypto::{CentreResponseKey, LicenceKey};
@@ -70,6 +70,8 @@ pub enum CentreCommand {
         http: CentreHttpArgs,
         #[command(flatten)]
         data: CentreData,
+        #[command(flatten)]
+        proofs: ProofArgs,
     },
     /// Add a product series.
     ProductAdd {
@@ -105,6 +107,26 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+    /// Move a licence to another machine or USB key (the vendor's restore, e.g. for a licence
+    /// activated without an ITN or a broken key); counted as a restore, without a limit. Writes
+    /// the new licence file for the customer.
+    LicenceMove {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        key_no: u64,
+        /// The new ComputerID…
+        #[arg(long, conflicts_with = "device", required_unless_present = "device")]
+        computer: Option<String>,
+        /// …or the new USB key's serial.
+        #[arg(long)]
+        device: Option<u64>,
+        /// Where to write the licence file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// List activation codes and their state.
     CodeList(CentreData),
     /// Print the centre's public licence key (PEM): hosts trust licences signed by it. With
@@ -115,6 +137,62 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+}
+
+/// Limits on proofs and attestation challenges (`docs/centre.md`, "Proofs and throttling").
+#[derive(Args, Clone)]
+pub struct ProofArgs {
+    /// Failed proofs (unknown code; wrong code, ITN or IEC for a licence) allowed per client
+    /// address and per licence or code within the window; more get 429.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_PROOF_MAX_FAILURES",
+        default_value_t = 10
+    )]
+    pub proof_max_failures: u32,
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_PROOF_WINDOW_SECONDS",
+        default_value_t = 600
+    )]
+    pub proof_window_seconds: u64,
+    /// Most client addresses, and most licences/codes, the failure tables track at once; when
+    /// full of failing entries, new ones are refused (429) rather than old ones forgotten.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_THROTTLE_CAPACITY",
+        default_value_t = 10_000
+    )]
+    pub throttle_capacity: usize,
+    /// Attestation challenges one client address may ask for per minute.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_CHALLENGES_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub challenges_per_minute: u32,
+    /// How long an attestation challenge stays valid.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_CHALLENGE_TTL_SECONDS",
+        default_value_t = 300
+    )]
+    pub challenge_ttl_seconds: u64,
+    /// Most attestation challenges outstanding at once; beyond it, 503 `challenges_full`.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_MAX_CHALLENGES", default_value_t = centre::MAX_CHALLENGES)]
+    pub max_challenges: u64,
+}
+
+impl ProofArgs {
+    fn limits(&self) -> ProofLimits {
+        ProofLimits {
+            max_failures: self.proof_max_failures,
+            window: Duration::from_secs(self.proof_window_seconds.max(1)),
+            capacity: self.throttle_capacity,
+            max_challenges_per_client: self.challenges_per_minute,
+            challenge_window: Duration::from_secs(60),
+        }
+    }
 }
 
 impl CentreData {
@@ -130,6 +208,9 @@ impl CentreData {
     }
 
     async fn open(&self) -> Result<Centre, String> {
+        // Private keys and (by default) every unused activation code live here.
+        centre::ensure_private_dir(&self.data)
+            .map_err(|e| format!("{}: {e}", self.data.display()))?;
         crate::store::atomic::ensure_dir(&self.manufacturers()).map_err(|e| e.to_string())?;
         let key = keyfile::load_or_create(&self.data.join(LICENCE_KEY_FILE))
             .map_err(|e| e.to_string())?;
@@ -259,7 +340,7 @@ pub fn run(cmd: CentreCommand) -> CliResult {
     let rt = runtime()?;
     let done = rt.block_on(async move {
         match cmd {
-            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, http, data } => {
+            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, http, data, proofs } => {
                 if admin_password_hash.is_none() && !listen.ip().is_loopback() {
                     return Err(format!(
                         "refusing to listen on {listen} with the default admin password; pass --admin-password-hash"
@@ -285,7 +366,10 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                     Some(h) => PasswordHash::parse(&h).map_err(|e| e.to_string())?,
                     None => PasswordHash::new("admin"),
                 };
-                let centre = data.open().await?;
+                let centre = data.open().await?.with_challenge_limits(
+                    Duration::from_secs(proofs.challenge_ttl_seconds.max(1)),
+                    proofs.max_challenges,
+                );
                 let listener = server::bind(listen).await?;
                 let local = listener.local_addr().map_err(|e| e.to_string())?;
                 let scheme = if tls.is_some() { "https" } else { "http" };
@@ -294,7 +378,7 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let _ = std::io::stdout().flush();
                 let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
                 let response_key = Arc::new(data.response_key()?);
-                let state = Arc::new(CentreState { centre, admin, response_key });
+                let state = Arc::new(CentreState::with_limits(centre, admin, response_key, proofs.limits()));
                 serve_centre(state, listener, tls, limits, server::shutdown_signal()).await;
             }
             CentreCommand::ProductAdd { product, data } => {
@@ -318,10 +402,21 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 if r.format != wire::REQUEST_FORMAT {
                     return Err(format!("{}: format {:?}, expected {:?}", request.display(), r.format, wire::REQUEST_FORMAT));
                 }
-                let req = centre::ActivationRequest::from_wire(&r.activation)?;
+                // The vendor's own path: the USB key's proof answers the request-bound challenge.
+                let req = centre::ActivationRequest::from_offline(&r.activation)?;
                 let (terms, doc) = data.open().await?.activate(&req).await.map_err(|e| e.to_string())?;
                 crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
                 println!("licence {}.{} for {} written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
+            }
+            CentreCommand::LicenceMove { key_id, key_no, computer, device, out, data } => {
+                let binding = match (computer, device) {
+                    (Some(c), _) => crate::licence::Binding::Computer(c),
+                    (None, Some(d)) => crate::licence::Binding::Device(d),
+                    (None, None) => return Err("--computer or --device is required".into()),
+                };
+                let (terms, doc) = data.open().await?.move_licence(&key_id, key_no, &binding).await.map_err(|e| e.to_string())?;
+                crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
+                println!("licence {}.{} moved to {}; written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {

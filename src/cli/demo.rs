@@ -4,7 +4,7 @@
 //! key; a second simulated USB key stays blank. Every start prints a few unused activation
 //! codes, so a new user can activate within a minute. A later start keeps what is there.
 
-use crate::centre::{ActivationRequest, Centre, CentreError, CodeSpec, Product};
+use crate::centre::{ActivationRequest, Centre, CentreError, CodeSpec, DeviceChallenge, Product};
 use crate::crypto::{CentreResponseKey, LicenceKey};
 use crate::host::{Host, HostError};
 use crate::licence::{Binding, Flags, Itn};
@@ -23,6 +23,9 @@ const FRESH_CODES: usize = 3;
 /// Runs before the host is built, so the host trusts it from the start.
 pub fn prepare_centre(data_dir: &Path) -> Result<(LicenceKey, CentreResponseKey), HostError> {
     let demo = data_dir.join("demo");
+    // The demo centre's keys and database (every unused code) are its user's alone.
+    crate::centre::ensure_private_dir(&demo)
+        .map_err(|e| HostError::Internal(format!("{}: {e}", demo.display())))?;
     let signer = LicenceKey::new(keyfile::load_or_create(&demo.join("centre-key.pem"))?);
     let response = CentreResponseKey::new(keyfile::load_or_create(
         &demo.join("centre-response-key.pem"),
@@ -43,6 +46,25 @@ pub fn prepare_centre(data_dir: &Path) -> Result<(LicenceKey, CentreResponseKey)
 /// The demo centre's response key (public), which the host checks the centre's answers with.
 pub fn response_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("demo").join("centre-response.pem")
+}
+
+/// The key the host checks its centre's answers with: `[centre] response_key`, or the demo
+/// centre's when the demo centre is the host's centre (`serve --demo` without `[centre] url`).
+pub fn centre_response_key(
+    config: &crate::config::Config,
+    data_dir: &Path,
+    demo: bool,
+) -> Result<Option<crate::crypto::PublicKey>, String> {
+    let path = match (&config.centre.response_key, &config.centre.url) {
+        (Some(p), _) => p.clone(),
+        (None, None) if demo => response_key_path(data_dir),
+        (None, _) => return Ok(None),
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| format!("[centre] response_key {}: {e}", path.display()))?;
+    crate::crypto::PublicKey::from_pem(&pem)
+        .map(Some)
+        .map_err(|e| format!("[centre] response_key {}: {e}", path.display()))
 }
 
 /// The demo centre's database.
@@ -114,6 +136,8 @@ pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, Host
                 iec: None,
                 binding,
                 device_proof,
+                // Straight to the centre, like `centre fulfil`: never over HTTP.
+                challenge: DeviceChallenge::RequestBound,
             };
             let (_, doc) = centre.activate(&request).await.map_err(centre_error)?;
             let e = host.install_licence(doc).await?;

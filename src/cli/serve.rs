@@ -157,6 +157,7 @@ async fn serve(
                 .clone()
                 .or_else(|| demo_centre.as_ref().map(|(_, url)| url.clone())),
             centre_ca_file: config.centre.ca_file.clone(),
+            centre_response_key: demo::centre_response_key(&config, data_dir, demo_mode)?,
         })
         .map_err(|e| e.to_string())?,
     );
@@ -251,11 +252,7 @@ async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String)
         10,
         Duration::from_secs(60),
     );
-    let state = Arc::new(CentreState {
-        centre,
-        admin,
-        response_key: Arc::new(response_key),
-    });
+    let state = Arc::new(CentreState::new(centre, admin, Arc::new(response_key)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("demo centre: {e}"))?;

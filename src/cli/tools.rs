@@ -240,6 +240,7 @@ pub fn licence_request(
             iec: iec.map(String::from),
             binding,
             device_proof,
+            challenge: None,
         },
     };
     let bytes = serde_json::to_vec_pretty(&request).map_err(|e| e.to_string())?;

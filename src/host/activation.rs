@@ -2,6 +2,7 @@
 //! licences this host holds. Everything the centre sends is installed through
 //! [`Host::install_licence`], which verifies it before writing anything.
 
+use super::centre_client::Held;
 use super::keys::KeyKind;
 use super::{Host, HostError, LicenceEntry};
 use crate::centre::wire::ActivateBody;
@@ -30,18 +31,18 @@ impl Host {
         // A typo is caught here, before any network call.
         let code =
             ActivationCode::parse(&input.code).map_err(|e| HostError::Invalid(e.to_string()))?;
-        let (binding, proof) = match input.blank_key_no {
-            None => (Binding::Computer(self.computer_id.clone()), None),
+        let centre = self.centre()?;
+        let (binding, proof, challenge) = match input.blank_key_no {
+            None => (Binding::Computer(self.computer_id.clone()), None, None),
             Some(serial) => {
-                let challenge = crate::hal::attest::offline_challenge(
-                    &code.to_string(),
-                    input.itn.as_ref().map(Itn::as_str),
-                    input.iec.as_ref().map(Iec::as_str),
-                    serial,
-                );
+                // The key is checked first, so no challenge is spent on a missing one.
+                self.blank_binding(serial)?;
+                // A fresh challenge from the centre, used once: a recorded proof is worthless.
+                let challenge = centre.challenge().await?;
                 (
                     Binding::Device(serial),
                     Some(self.attest_blank(serial, challenge).await?),
+                    Some(hex::encode(challenge)),
                 )
             }
         };
@@ -51,8 +52,9 @@ impl Host {
             iec: input.iec.map(String::from),
             binding: (&binding).into(),
             device_proof: proof.as_ref().map(Into::into),
+            challenge,
         };
-        let doc = self.centre()?.activate(&body).await?;
+        let doc = centre.activate(&body).await?;
         let terms = self.install_licence(doc).await?;
         self.licence(terms.key_no)
     }
@@ -91,36 +93,62 @@ impl Host {
     }
 
     /// Asks the centre for the current version of every licence, restoring onto this machine
-    /// or key those whose binding changed. Every answer is gathered before anything is
-    /// installed, so an unreachable centre changes nothing. A licence the centre does not know
-    /// (issued elsewhere) is left as it is.
+    /// those whose ComputerID changed, and re-issuing superseded (format 1) files. Each
+    /// request carries the proof the centre asks for, taken from the licence itself: its
+    /// activation code (and, for a restore, its ITN and IEC). Every answer is gathered before
+    /// anything is installed, so an unreachable centre changes nothing. Only licences the
+    /// centre's licence key signed are asked about: asking about another centre's would count
+    /// as failed proofs and get this host throttled. One it does not know (a forged claim) is
+    /// left as it is.
     pub async fn update_licences(&self) -> Result<Vec<LicenceEntry>, HostError> {
         let centre = self.centre()?;
-        let targets: Vec<(String, u64, Binding, Binding)> = self
-            .licences()
-            .into_iter()
-            .filter_map(|e| {
-                let t = e.terms?;
-                let actual = match e.kind {
-                    KeyKind::Software => Binding::Computer(self.computer_id.clone()),
-                    // An unplugged key cannot take an update now.
-                    KeyKind::Usb if !e.attached => return None,
-                    KeyKind::Usb => Binding::Device(e.blank_key_no?),
-                };
-                Some((t.key_id, t.key_no, t.binding, actual))
-            })
-            .collect();
+        let ours = centre.licence_key_fingerprint().await?;
         let mut docs = Vec::new();
-        for (key_id, key_no, bound, actual) in targets {
-            let answer = if bound == actual {
-                centre.current(&key_id, key_no).await
-            } else {
-                centre.restore(&key_id, key_no, &actual).await
+        for e in self.licences() {
+            if e.signer.as_deref() != Some(ours.as_str()) {
+                continue;
+            }
+            let actual = match e.kind {
+                KeyKind::Software => Binding::Computer(self.computer_id.clone()),
+                // An unplugged key cannot take an update now.
+                KeyKind::Usb if !e.attached => continue,
+                KeyKind::Usb => match e.blank_key_no {
+                    Some(serial) => Binding::Device(serial),
+                    None => continue,
+                },
             };
+            let answer = if let Some(t) = &e.terms {
+                let held = Held {
+                    key_id: &t.key_id,
+                    key_no: t.key_no,
+                    code: &t.activation_code,
+                    itn: t.itn.as_ref().map(Itn::as_str),
+                    iec: t.iec.as_ref().map(Iec::as_str),
+                };
+                if t.binding == actual {
+                    centre.current(&held).await
+                } else {
+                    centre.restore(&held, &actual).await
+                }
+            } else if let Some(c) = &e.claim {
+                self.reissue(centre, c, &actual).await
+            } else {
+                continue;
+            };
+            let what = e
+                .terms
+                .as_ref()
+                .map(|t| format!("{}.{}", t.key_id, t.key_no))
+                .or_else(|| {
+                    e.claim
+                        .as_ref()
+                        .map(|c| format!("{}.{}", c.key_id, c.key_no))
+                })
+                .unwrap_or_default();
             match answer {
                 Ok(doc) => docs.push(doc),
                 Err(HostError::CentreRefused { message, .. }) => {
-                    tracing::warn!("licence {key_id}.{key_no} not updated: {message}");
+                    tracing::warn!("licence {what} not updated: {message}");
                 }
                 Err(e) => return Err(e),
             }
@@ -129,5 +157,34 @@ impl Host {
             self.install_licence(doc).await?;
         }
         Ok(self.licences())
+    }
+
+    /// The current version of a superseded licence, asked for with what its file claims (the
+    /// centre checks the claim); restored onto `actual` if it is bound elsewhere.
+    async fn reissue(
+        &self,
+        centre: &super::centre_client::CentreClient,
+        c: &crate::licence::Claim,
+        actual: &Binding,
+    ) -> Result<Vec<u8>, HostError> {
+        let held = Held {
+            key_id: &c.key_id,
+            key_no: c.key_no,
+            code: &c.activation_code,
+            itn: c.itn.as_deref(),
+            iec: c.iec.as_deref(),
+        };
+        let doc = centre.current(&held).await?;
+        // What came back is verified like any licence before its binding is looked at.
+        let trust = self.trust.clone();
+        let (doc, terms) = super::blocking(move || {
+            let t = crate::licence::open(&doc, &trust)?;
+            Ok((doc, t))
+        })
+        .await?;
+        if terms.binding == *actual {
+            return Ok(doc);
+        }
+        centre.restore(&held, actual).await
     }
 }

@@ -1,8 +1,15 @@
-//! The host's side of talking to a licensing centre over HTTP (`docs/centre.md`).
+//! The host's side of talking to a licensing centre over HTTP (`docs/centre.md`). Every call
+//! sends a fresh `Licence-QueryID`; with the centre's response key configured, an answer is
+//! accepted only if it echoes that QueryID and is signed by that key over (QueryID, status,
+//! body) — so a replayed or forged answer, or one signed by any other key, is refused.
 
 use super::HostError;
-use crate::centre::wire::{ActivateBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
+use crate::centre::wire::{
+    ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding,
+};
+use crate::crypto::PublicKey;
 use crate::licence::Binding;
+use crate::web::signing::{self, QUERY_ID, SIGNATURE};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -12,22 +19,48 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 pub(super) struct CentreClient {
     base: String,
     http: reqwest::Client,
+    /// The centre's response key; `None` trusts answers on the licence signature alone.
+    response_key: Option<PublicKey>,
+}
+
+/// What the proof of holding a licence is made of, from the terms (or the claim) the host has:
+/// which licence, its activation code, and the ITN and IEC it was activated for.
+pub(super) struct Held<'a> {
+    pub key_id: &'a str,
+    pub key_no: u64,
+    pub code: &'a str,
+    pub itn: Option<&'a str>,
+    pub iec: Option<&'a str>,
 }
 
 impl CentreClient {
     /// A client for the centre at `url`. An `https://` centre must present a certificate
     /// that the system's roots or `ca_file` (PEM) vouch for; TLS is rustls on aws-lc-rs.
-    pub fn new(url: &str, ca_file: Option<&std::path::Path>) -> Result<CentreClient, HostError> {
+    /// With `response_key`, only answers signed by it are accepted.
+    pub fn new(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        response_key: Option<PublicKey>,
+    ) -> Result<CentreClient, HostError> {
         let tls = crate::web::tls::client_config(ca_file)
             .map_err(|e| HostError::Internal(format!("[centre] ca_file: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .use_preconfigured_tls(tls)
+            // Requests carry proofs (codes, ITNs): never resent to wherever a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| HostError::Internal(e.to_string()))?;
+        let base = url.trim_end_matches('/').to_owned();
+        if response_key.is_none() {
+            tracing::warn!(
+                "the centre's response key is not configured ([centre] response_key): answers from {base} are trusted on the licence signature alone"
+            );
+        }
         Ok(CentreClient {
-            base: url.trim_end_matches('/').to_owned(),
+            base,
             http,
+            response_key,
         })
     }
 
@@ -38,21 +71,43 @@ impl CentreClient {
         }
     }
 
-    /// POSTs to a host-facing endpoint; every one answers with a licence file.
+    fn unverified(&self, why: &str) -> HostError {
+        HostError::CentreUnverified {
+            url: self.base.clone(),
+            message: why.into(),
+        }
+    }
+
+    /// POSTs to a host-facing endpoint and returns the body of a verified 200 answer.
     async fn call<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, HostError> {
         let url = format!("{}/centre/v1/{path}", self.base);
-        let r = self
-            .http
-            .post(&url)
-            .json(body)
+        self.send(self.http.post(&url).json(body)).await
+    }
+
+    /// Sends with a fresh QueryID and returns the body of a verified 200 answer.
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Vec<u8>, HostError> {
+        // 32 hex digits: fits the QueryID alphabet, and never repeats.
+        let query_id = hex::encode(crate::crypto::random_bytes::<16>());
+        let r = rb
+            .header(QUERY_ID, &query_id)
             .send()
             .await
             .map_err(|e| self.unreachable(error_chain(&e)))?;
         let status = r.status().as_u16();
+        let echoed = r.headers().get(QUERY_ID).map(|v| v.as_bytes().to_vec());
+        let signature = r
+            .headers()
+            .get(SIGNATURE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = r
             .bytes()
             .await
-            .map_err(|e| self.unreachable(e.to_string()))?;
+            .map_err(|e| self.unreachable(e.to_string()))?
+            .to_vec();
+        let bytes = self
+            .verify(query_id.into_bytes(), echoed, status, signature, bytes)
+            .await?;
         if status != 200 {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
             return Err(HostError::CentreRefused {
@@ -64,36 +119,99 @@ impl CentreClient {
                     .unwrap_or_else(|| format!("HTTP {status}")),
             });
         }
+        Ok(bytes)
+    }
+
+    /// Checks the QueryID echo and the signature (RSA, on the blocking pool), if the
+    /// centre's response key is configured.
+    async fn verify(
+        &self,
+        query_id: Vec<u8>,
+        echoed: Option<Vec<u8>>,
+        status: u16,
+        signature: Option<String>,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let Some(key) = self.response_key.clone() else {
+            return Ok(body);
+        };
+        if echoed.as_deref() != Some(query_id.as_slice()) {
+            return Err(self.unverified("it does not echo this request's Licence-QueryID"));
+        }
+        let checked = tokio::task::spawn_blocking(move || {
+            let ok =
+                signing::verify_centre_answer(&key, &query_id, status, &body, signature.as_deref());
+            (ok, body)
+        })
+        .await
+        .map_err(|e| HostError::Internal(format!("worker failed: {e}")))?;
+        match checked {
+            (Ok(()), body) => Ok(body),
+            (Err(_), _) => Err(self.unverified("its signature does not verify")),
+        }
+    }
+
+    /// A call whose answer is a licence file.
+    async fn licence<B: Serialize>(&self, path: &str, body: &B) -> Result<Vec<u8>, HostError> {
+        let bytes = self.call(path, body).await?;
         let body: LicenceBody = serde_json::from_slice(&bytes)
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
         crate::crypto::unb64(&body.licence)
             .ok_or_else(|| self.unreachable("the licence in the answer is not base64".into()))
     }
 
+    /// The fingerprint of the key the centre signs licences with, so the host asks it only
+    /// about licences it issued (asking about others would count as failed proofs).
+    pub async fn licence_key_fingerprint(&self) -> Result<String, HostError> {
+        let url = format!("{}/centre/v1/publickey", self.base);
+        let bytes = self.send(self.http.get(&url)).await?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
+        let pem = v["licence_key"]
+            .as_str()
+            .ok_or_else(|| self.unreachable("the answer names no licence key".into()))?;
+        PublicKey::from_pem(pem)
+            .map(|k| k.fingerprint().to_owned())
+            .map_err(|e| self.unreachable(format!("its licence key: {e}")))
+    }
+
+    /// A fresh attestation challenge for a blank USB key to answer.
+    pub async fn challenge(&self) -> Result<[u8; 32], HostError> {
+        let bytes = self.call("challenge", &serde_json::json!({})).await?;
+        let body: ChallengeBody = serde_json::from_slice(&bytes)
+            .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
+        let mut c = [0u8; 32];
+        hex::decode_to_slice(&body.challenge, &mut c).map_err(|_| {
+            self.unreachable("the challenge in the answer is not 64 hex digits".into())
+        })?;
+        Ok(c)
+    }
+
     pub async fn activate(&self, body: &ActivateBody) -> Result<Vec<u8>, HostError> {
-        self.call("activate", body).await
+        self.licence("activate", body).await
     }
 
-    pub async fn current(&self, key_id: &str, key_no: u64) -> Result<Vec<u8>, HostError> {
+    pub async fn current(&self, held: &Held<'_>) -> Result<Vec<u8>, HostError> {
         let body = LicenceRef {
-            key_id: key_id.into(),
-            key_no,
+            key_id: held.key_id.into(),
+            key_no: held.key_no,
+            code: held.code.into(),
+            itn: held.itn.map(str::to_owned),
+            iec: held.iec.map(str::to_owned),
         };
-        self.call("licence", &body).await
+        self.licence("licence", &body).await
     }
 
-    pub async fn restore(
-        &self,
-        key_id: &str,
-        key_no: u64,
-        binding: &Binding,
-    ) -> Result<Vec<u8>, HostError> {
+    pub async fn restore(&self, held: &Held<'_>, binding: &Binding) -> Result<Vec<u8>, HostError> {
         let body = RestoreBody {
-            key_id: key_id.into(),
-            key_no,
+            key_id: held.key_id.into(),
+            key_no: held.key_no,
+            code: held.code.into(),
+            itn: held.itn.map(str::to_owned),
+            iec: held.iec.map(str::to_owned),
             binding: WireBinding::from(binding),
         };
-        self.call("restore", &body).await
+        self.licence("restore", &body).await
     }
 }
 

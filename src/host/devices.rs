@@ -32,8 +32,9 @@ impl Host {
         let probed = slot.run(probe).await;
         let key = match probed {
             Ok((info, doc)) => {
-                let (terms, open_error) = match doc {
-                    None => (None, None),
+                let signer = doc.as_deref().and_then(super::keys::envelope_signer);
+                let (terms, open_error, claim) = match doc {
+                    None => (None, None, None),
                     Some(doc) => self.open_device_licence(&doc, info.serial),
                 };
                 UsbKey {
@@ -45,6 +46,8 @@ impl Host {
                     blank: info.blank,
                     terms,
                     open_error,
+                    claim,
+                    signer,
                     slot: Some(slot),
                 }
             }
@@ -57,6 +60,8 @@ impl Host {
                 blank: false,
                 terms: None,
                 open_error: Some(format!("probe failed: {e}")),
+                claim: None,
+                signer: None,
                 slot: Some(slot),
             },
         };
@@ -95,16 +100,20 @@ impl Host {
         &self,
         doc: &[u8],
         serial: u64,
-    ) -> (Option<LicenceTerms>, Option<String>) {
+    ) -> (Option<LicenceTerms>, Option<String>, Option<licence::Claim>) {
         match licence::open(doc, &self.trust) {
             Ok(t) => {
                 let err = t
                     .check_binding(&Binding::Device(serial))
                     .err()
                     .map(|e| e.to_string());
-                (Some(t), err)
+                (Some(t), err, None)
             }
-            Err(e) => (None, Some(e.to_string())),
+            // A superseded licence keeps what it claims, for update to re-issue it.
+            Err(e @ licence::LicenceError::Superseded) => {
+                (None, Some(e.to_string()), licence::claim(doc))
+            }
+            Err(e) => (None, Some(e.to_string()), None),
         }
     }
 
@@ -153,11 +162,15 @@ impl Host {
                         .iter()
                         .find(|k| k.serial == serial && k.slot.is_some())
                         .ok_or(HostError::DeviceNotAttached(serial))?;
-                    // A keyed device takes only a new version of the licence it holds.
+                    // A keyed device takes only a new version of the licence it holds (or, for a
+                    // superseded one, claims to hold: the new one is verified and bound to it).
                     let same_key = k
                         .terms
                         .as_ref()
-                        .is_some_and(|t| t.key_id == terms.key_id && t.key_no == terms.key_no);
+                        .is_some_and(|t| t.key_id == terms.key_id && t.key_no == terms.key_no)
+                        || k.claim
+                            .as_ref()
+                            .is_some_and(|c| c.key_id == terms.key_id && c.key_no == terms.key_no);
                     if !k.blank && !same_key {
                         return Err(HostError::DeviceNotBlank(serial));
                     }
@@ -189,15 +202,18 @@ impl Host {
             .run(probe)
             .await
             .map_err(|e| HostError::Internal(e.to_string()))?;
-        let (terms, open_error) = match doc {
+        let signer = doc.as_deref().and_then(super::keys::envelope_signer);
+        let (terms, open_error, claim) = match doc {
             Some(doc) => self.open_device_licence(&doc, info.serial),
-            None => (None, None),
+            None => (None, None, None),
         };
         let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(k) = usb.iter_mut().find(|k| k.device_id == device_id) {
             k.blank = info.blank;
             k.terms = terms;
             k.open_error = open_error;
+            k.claim = claim;
+            k.signer = signer;
         }
         Ok(())
     }

@@ -44,6 +44,8 @@ pub enum HostError {
     CentreNotConfigured,
     #[error("the licensing centre at {url} cannot be reached: {message}")]
     CentreUnreachable { url: String, message: String },
+    #[error("the answer from the licensing centre at {url} is not signed by its response key ([centre] response_key): {message}; refused")]
+    CentreUnverified { url: String, message: String },
     #[error("the licensing centre refused: {message}")]
     CentreRefused {
         status: u16,

@@ -16,6 +16,12 @@ pub(super) struct SoftwareKey {
     pub name_ids: Option<(String, u64)>,
     pub terms: Option<LicenceTerms>,
     pub open_error: Option<String>,
+    /// What a superseded (format 1) file claims to be, untrusted: update asks the centre to
+    /// re-issue it, and the centre checks the claim against its own records.
+    pub claim: Option<licence::Claim>,
+    /// The fingerprint the envelope names as signer (untrusted): update asks a centre only
+    /// about licences its licence key signed.
+    pub signer: Option<String>,
 }
 
 /// A USB key the host has seen during this run.
@@ -30,6 +36,10 @@ pub(super) struct UsbKey {
     pub blank: bool,
     pub terms: Option<LicenceTerms>,
     pub open_error: Option<String>,
+    /// What a superseded (format 1) licence on the key claims, untrusted (as for files).
+    pub claim: Option<licence::Claim>,
+    /// The signer its envelope names (untrusted), as for files.
+    pub signer: Option<String>,
     /// The device while attached; `None` once unplugged.
     pub slot: Option<Arc<DeviceSlot>>,
 }
@@ -58,6 +68,21 @@ pub struct LicenceEntry {
     /// Software keys always; a USB key while plugged in.
     pub attached: bool,
     pub terms: Option<LicenceTerms>,
+    /// What a superseded licence claims (never trusted; only for asking the centre).
+    pub claim: Option<licence::Claim>,
+    /// The signer fingerprint its envelope names (verified only when `terms` is `Some`).
+    pub signer: Option<String>,
+}
+
+/// The `signer` a licence envelope names, whatever its format; trusted for nothing.
+pub(super) fn envelope_signer(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Loose {
+        signer: String,
+    }
+    serde_json::from_slice::<Loose>(bytes)
+        .ok()
+        .map(|l| l.signer)
 }
 
 impl LicenceEntry {
@@ -143,9 +168,16 @@ fn scan_software_keys(
         .into_iter()
         .map(|(path, bytes)| {
             let name_ids = ids_from_file_name(&path);
-            let opened = bytes
-                .map_err(|e| e.to_string())
-                .and_then(|b| licence::open(&b, trust).map_err(|e| e.to_string()));
+            let mut claim = None;
+            let signer = bytes.as_ref().ok().and_then(|b| envelope_signer(b));
+            let opened = bytes.map_err(|e| e.to_string()).and_then(|b| {
+                licence::open(&b, trust).map_err(|e| {
+                    if e == licence::LicenceError::Superseded {
+                        claim = licence::claim(&b);
+                    }
+                    e.to_string()
+                })
+            });
             let (terms, open_error) = match opened {
                 Ok(t) => {
                     let mut err = t.check_binding(&binding).err().map(|e| e.to_string());
@@ -168,6 +200,8 @@ fn scan_software_keys(
                 name_ids,
                 terms,
                 open_error,
+                claim,
+                signer,
             }
         })
         .collect())
@@ -202,10 +236,16 @@ impl SoftwareKey {
                 .or(self.name_ids.as_ref().map(|n| n.0.clone())),
             is_blank: false,
             open_error: self.open_error.clone(),
-            version: licence::FORMAT_VERSION.into(),
+            version: if self.claim.is_some() {
+                "1".into()
+            } else {
+                licence::FORMAT_VERSION.into()
+            },
             blank_key_no: None,
             attached: true,
             terms: self.terms.clone(),
+            claim: self.claim.clone(),
+            signer: self.signer.clone(),
         }
     }
 }
@@ -243,6 +283,8 @@ impl UsbKey {
             blank_key_no: Some(self.serial),
             attached: self.slot.is_some(),
             terms: self.terms.clone(),
+            claim: self.claim.clone(),
+            signer: self.signer.clone(),
         }
     }
 }

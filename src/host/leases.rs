@@ -578,6 +578,7 @@ mod tests {
             memory_policy: crate::keymem::LockPolicy::default(),
             centre_url: None,
             centre_ca_file: None,
+            centre_response_key: None,
         })
         .expect("host")
     }

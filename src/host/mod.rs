@@ -47,6 +47,9 @@ pub struct HostOptions {
     pub centre_url: Option<String>,
     /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
     pub centre_ca_file: Option<PathBuf>,
+    /// The centre's response key: its answers are accepted only signed by it. `None` trusts
+    /// them on the licence signature alone (a warning at start-up says so).
+    pub centre_response_key: Option<crate::crypto::PublicKey>,
 }
 
 pub struct Host {
@@ -104,7 +107,13 @@ impl Host {
             centre: opts
                 .centre_url
                 .as_deref()
-                .map(|url| centre_client::CentreClient::new(url, opts.centre_ca_file.as_deref()))
+                .map(|url| {
+                    centre_client::CentreClient::new(
+                        url,
+                        opts.centre_ca_file.as_deref(),
+                        opts.centre_response_key.clone(),
+                    )
+                })
                 .transpose()?,
             usb_watch: std::sync::OnceLock::new(),
         };

@@ -45,6 +45,17 @@ impl CentreServer {
     ) -> CentreServer {
         let tmp = tempfile::tempdir().expect("tmp");
         let data = tmp.path().join("centre");
+        Self::start_in(tmp, data, database, args, ca_pem).await
+    }
+
+    /// A centre on a data directory the test prepared (inside `tmp`, which it keeps).
+    pub async fn start_in(
+        tmp: tempfile::TempDir,
+        data: std::path::PathBuf,
+        database: Option<&str>,
+        args: &[&str],
+        ca_pem: Option<&str>,
+    ) -> CentreServer {
         let mut cmd = Command::new(BIN);
         cmd.args(["centre", "serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(&data)
@@ -193,6 +204,53 @@ impl CentreServer {
         let p = self.data.join("centre-public.pem");
         std::fs::write(&p, &self.public_key).expect("write");
         p
+    }
+
+    /// Writes the centre's response key (public) to a file, for `[centre] response_key`.
+    pub fn response_key_file(&self) -> std::path::PathBuf {
+        let p = self.data.join("centre-response-public.pem");
+        std::fs::write(&p, &self.response_key).expect("write");
+        p
+    }
+
+    /// Sends any request (raw body, any method, any QueryID) and returns status, headers and
+    /// body. Whenever a signature came back, it must verify over what was echoed.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        query_id: Option<&str>,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self.client.request(m, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            rb = rb
+                .header("content-type", "application/json")
+                .body(b.to_vec());
+        }
+        if let Some(q) = query_id {
+            rb = rb.header("Licence-QueryID", q);
+        }
+        let r = rb.send().await.expect("send");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.expect("body").to_vec();
+        if let Some(sig) = headers.get("licence-signature") {
+            let echoed = headers
+                .get("licence-queryid")
+                .map(|v| v.as_bytes().to_vec())
+                .unwrap_or_default();
+            assert!(
+                rsa_verify(
+                    &self.response_key,
+                    &centre_message(&echoed, status, &bytes),
+                    sig.to_str().expect("ascii")
+                ),
+                "bad centre signature"
+            );
+        }
+        (status, headers, bytes)
     }
 
     pub fn kill(&mut self) {
