@@ -2,6 +2,10 @@
 //! centre's server both use these and nothing else of each other, so the trust boundary is
 //! this one file. JSON here is the centre's own, snake_case; `docs/centre.md` describes it.
 
+/// The activation code format (groups, Damm check digit) is part of the wire: hosts check a
+/// code before any network call.
+pub use super::code::{ActivationCode, CodeError};
+
 use crate::hal::Attestation;
 use crate::licence::Binding;
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@ use super::centre_client::Held;
 use super::keys::KeyKind;
 use super::{Host, HostError, LicenceEntry};
 use crate::centre::wire::ActivateBody;
-use crate::centre::ActivationCode;
+use crate::centre::wire::ActivationCode;
 use crate::hal::Attestation;
 use crate::licence::{Binding, Iec, Itn};
 use std::sync::PoisonError;
