@@ -138,3 +138,77 @@ pub fn claim(bytes: &[u8]) -> Option<Claim> {
         iec: t.iec,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::KeyPair;
+
+    /// A licence file around `payload` exactly, signed by `key` (as a buggy or malicious
+    /// issuer could make one), so `open` is tested on terms `sign` would never produce.
+    fn raw_licence(key: &LicenceKey, payload: &[u8]) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "format": FORMAT,
+            "signer": key.public_key().fingerprint(),
+            "payload": crypto::b64(payload),
+            "signature": crypto::b64(&key.sign_licence(payload).expect("sign")),
+        }))
+        .expect("json")
+    }
+
+    #[test]
+    fn open_refuses_what_sign_refuses() {
+        let key = LicenceKey::new(KeyPair::generate().expect("key"));
+        let mut trust = TrustStore::default();
+        trust.add(key.public_key().clone());
+        let good = LicenceTerms::new(5, "672B", 3, Binding::Device(9));
+        assert!(open(&sign(&good, &key).expect("sign"), &trust).is_ok());
+        let value = serde_json::to_value(&good).expect("json");
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = value.clone();
+            f(&mut v);
+            raw_licence(&key, &serde_json::to_vec(&v).expect("json"))
+        };
+        for (what, doc) in [
+            (
+                "unknown field",
+                with(&|v| v["licence_count_max"] = 9.into()),
+            ),
+            ("LicenceCount 0", with(&|v| v["licence_count"] = 0.into())),
+            (
+                "period overflowing a date",
+                with(&|v| v["period"] = u32::MAX.into()),
+            ),
+            ("KeyNo past i64", with(&|v| v["key_no"] = u64::MAX.into())),
+            (
+                "negative count",
+                with(&|v| v["licence_count"] = (-1).into()),
+            ),
+        ] {
+            let r = open(&doc, &trust);
+            assert!(matches!(r, Err(LicenceError::Invalid(_))), "{what}: {r:?}");
+        }
+        let mut bad = good.clone();
+        bad.licence_count = 0;
+        assert!(sign(&bad, &key).is_err());
+        bad = LicenceTerms {
+            period: u32::MAX,
+            ..good
+        };
+        assert!(sign(&bad, &key).is_err());
+    }
+
+    #[test]
+    fn format_1_is_superseded_and_claims_are_read() {
+        let key = LicenceKey::new(KeyPair::generate().expect("key"));
+        let mut trust = TrustStore::default();
+        trust.add(key.public_key().clone());
+        let doc = sign(&LicenceTerms::new(5, "672B", 3, Binding::Device(9)), &key).expect("sign");
+        let mut env: serde_json::Value = serde_json::from_slice(&doc).expect("json");
+        env["format"] = FORMAT_V1.into();
+        let v1 = serde_json::to_vec(&env).expect("json");
+        assert_eq!(open(&v1, &trust), Err(LicenceError::Superseded));
+        let c = claim(&v1).expect("claim");
+        assert_eq!((c.key_id.as_str(), c.key_no), ("672B", 5));
+    }
+}
