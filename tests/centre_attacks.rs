@@ -521,15 +521,14 @@ async fn parallel_restores_stop_at_the_limit_on_sqlite() {
 // ---------------------------------------------------------------------------------------
 // (e) Guessing without end.
 
-/// Failed proofs are throttled per client address and per licence: 429 after N, and then even
-/// the right proof is refused (it never reaches the database). The tables are bounded: once
-/// full of failing entries, new ones are refused rather than old ones forgotten.
+/// Failed proofs are throttled per client address and per activation code: 429 after N, and
+/// then even the right proof is refused (it never reaches the database).
 #[tokio::test]
-async fn failed_proofs_are_throttled_in_bounded_tables() {
+async fn failed_proofs_are_throttled_per_client_and_per_code() {
     let c = centre(None, &["--proof-max-failures", "3"]).await;
     let (code_a, a) = activated(&c, Some(ITN), None, 3, &"A".repeat(40)).await;
     let (code_b, b) = activated(&c, Some(ITN), None, 3, &"B".repeat(40)).await;
-    let lookup = |key_no: u64, code: &str| json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": ITN});
+    let lookup = |key_no: u64, code: &str, itn: &str| json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": itn});
 
     // Per client: three wrong guesses on different KeyNos, then 429 — for the right code too.
     let one = client_from("127.0.0.2");
@@ -538,12 +537,12 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
             &one,
             &c,
             "/centre/v1/licence",
-            lookup(FIRST + 100 + k, &a_code()),
+            lookup(FIRST + 100 + k, &a_code(), ITN),
         )
         .await;
         assert_eq!(s, 404, "{j}");
     }
-    let (s, j, retry) = post_from(&one, &c, "/centre/v1/licence", lookup(a, &code_a)).await;
+    let (s, j, retry) = post_from(&one, &c, "/centre/v1/licence", lookup(a, &code_a, ITN)).await;
     assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
     assert!(
         j["error"].as_str().expect("e").contains("this address"),
@@ -554,25 +553,28 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
     assert_eq!(s, 200, "challenges are throttled separately");
     // Another client is not affected.
     let two = client_from("127.0.0.3");
-    let (s, _, _) = post_from(&two, &c, "/centre/v1/licence", lookup(a, &code_a)).await;
+    let (s, _, _) = post_from(&two, &c, "/centre/v1/licence", lookup(a, &code_a, ITN)).await;
     assert_eq!(s, 200);
 
-    // Per licence: three clients guess one licence's code; a fourth, with the right code, is
-    // refused too, while other licences stay open to it.
+    // Per code: three clients who have B's code guess its ITN; a fourth, with the right ITN,
+    // is refused too (the code is what is being proven), while other codes stay open to it.
     for ip in ["127.0.0.4", "127.0.0.5", "127.0.0.6"] {
         let (s, _, _) = post_from(&client_from(ip), &c, "/centre/v1/restore",
-            json!({"key_id": "672B", "key_no": b, "code": a_code(), "itn": ITN, "binding": {"computer": "Z".repeat(40)}})).await;
+            json!({"key_id": "672B", "key_no": b, "code": code_b, "itn": "7707083894", "binding": {"computer": "Z".repeat(40)}})).await;
         assert_eq!(s, 404);
     }
     let seven = client_from("127.0.0.7");
-    let (s, j, _) = post_from(&seven, &c, "/centre/v1/licence", lookup(b, &code_b)).await;
+    let (s, j, _) = post_from(&seven, &c, "/centre/v1/licence", lookup(b, &code_b, ITN)).await;
     assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
     assert!(
-        j["error"].as_str().expect("e").contains("this licence"),
+        j["error"]
+            .as_str()
+            .expect("e")
+            .contains("this activation code"),
         "{j}"
     );
-    let (s, _, _) = post_from(&seven, &c, "/centre/v1/licence", lookup(a, &code_a)).await;
-    assert_eq!(s, 200);
+    let (s, _, _) = post_from(&seven, &c, "/centre/v1/licence", lookup(a, &code_a, ITN)).await;
+    assert_eq!(s, 200, "other codes stay open to it");
     // Unknown codes at activation count the same way.
     let eight = client_from("127.0.0.8");
     for _ in 0..3 {
@@ -594,14 +596,71 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
     )
     .await;
     assert_eq!(s, 429);
+}
 
-    // Bounded: with room for 4 licences and 4 clients, a fifth distinct one is refused.
+/// KeyNos are sequential, so anyone can name a customer's licence: failing on it must not
+/// lock its owner out. Clients sending made-up codes for the victim's KeyNo — as many
+/// clients as they like, each up to its own limit — do not stop the victim's lookup and
+/// restore with the right code.
+#[tokio::test]
+async fn wrong_codes_for_a_victims_key_no_do_not_lock_the_victim() {
+    let c = centre(None, &["--proof-max-failures", "3"]).await;
+    let (code, victim) = activated(&c, Some(ITN), Some(IEC), 3, &"V".repeat(40)).await;
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        let attacker = client_from(ip);
+        for path in [
+            "/centre/v1/licence",
+            "/centre/v1/restore",
+            "/centre/v1/licence",
+        ] {
+            let (s, j, _) = post_from(
+                &attacker,
+                &c,
+                path,
+                json!({"key_id": "672B", "key_no": victim, "code": a_code(), "itn": ITN, "iec": IEC,
+                       "binding": {"computer": "X".repeat(40)}}),
+            )
+            .await;
+            assert_eq!(
+                (s, j["reason"].as_str()),
+                (404, Some("unknown_licence")),
+                "{j}"
+            );
+        }
+    }
+    let owner = client_from("127.0.0.9");
+    let (s, j, _) = post_from(
+        &owner,
+        &c,
+        "/centre/v1/licence",
+        json!({"key_id": "672B", "key_no": victim, "code": code, "itn": ITN, "iec": IEC}),
+    )
+    .await;
+    assert_eq!(s, 200, "lookup: {j}");
+    let (s, j, _) = post_from(
+        &owner,
+        &c,
+        "/centre/v1/restore",
+        json!({"key_id": "672B", "key_no": victim, "code": code, "itn": ITN, "iec": IEC,
+               "binding": {"computer": "W".repeat(40)}}),
+    )
+    .await;
+    assert_eq!(s, 200, "restore: {j}");
+}
+
+/// The proof tables are bounded, and a full one neither forgets failing entries (that would
+/// unlock them) nor refuses everyone new (that would let whoever fills it lock every customer
+/// out): new clients and codes proceed untracked, and the centre says so in its log, once.
+#[tokio::test]
+async fn full_proof_tables_let_new_keys_through_untracked() {
     let c = centre(
         None,
-        &["--proof-max-failures", "100", "--throttle-capacity", "4"],
+        &["--proof-max-failures", "5", "--throttle-capacity", "4"],
     )
     .await;
     let (code_a, a) = activated(&c, Some(ITN), None, 3, &"A".repeat(40)).await;
+    let lookup = |key_no: u64, code: &str| json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": ITN});
+    // One client fails with four codes: the code table is full.
     let one = client_from("127.0.0.2");
     for k in 0..4 {
         let (s, _, _) = post_from(
@@ -613,38 +672,18 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
         .await;
         assert_eq!(s, 404);
     }
-    let (s, j, _) = post_from(
-        &one,
-        &c,
-        "/centre/v1/licence",
-        lookup(FIRST + 200, &a_code()),
-    )
-    .await;
-    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
-    assert!(
-        j["error"].as_str().expect("e").contains("too many clients"),
-        "{j}"
-    );
-    // Known entries keep working: the licence that has not failed is refused too (fail
-    // closed), the failing ones keep counting.
-    let (s, _, _) = post_from(
-        &one,
-        &c,
-        "/centre/v1/licence",
-        lookup(FIRST + 100, &a_code()),
-    )
-    .await;
-    assert_eq!(s, 404);
+    // Three more clients fail: the client table is full too.
     for ip in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
-        let (s, _, _) = post_from(
+        let (s, j, _) = post_from(
             &client_from(ip),
             &c,
             "/centre/v1/licence",
-            lookup(FIRST + 100, &a_code()),
+            lookup(FIRST + 200, &a_code()),
         )
         .await;
-        assert_eq!(s, 404);
+        assert_eq!(s, 404, "{j}");
     }
+    // A new client with a correct proof (a new code too) is answered.
     let (s, j, _) = post_from(
         &client_from("127.0.0.6"),
         &c,
@@ -652,7 +691,42 @@ async fn failed_proofs_are_throttled_in_bounded_tables() {
         lookup(a, &code_a),
     )
     .await;
+    assert_eq!(s, 200, "{j}");
+    // A new client with a wrong one gets the ordinary refusal, not 429.
+    for _ in 0..3 {
+        let (s, j, _) = post_from(
+            &client_from("127.0.0.7"),
+            &c,
+            "/centre/v1/licence",
+            lookup(a, &a_code()),
+        )
+        .await;
+        assert_eq!(
+            (s, j["reason"].as_str()),
+            (404, Some("unknown_licence")),
+            "{j}"
+        );
+    }
+    // The tracked client keeps counting and is locked at its limit: nothing was evicted.
+    let (s, _, _) = post_from(
+        &one,
+        &c,
+        "/centre/v1/licence",
+        lookup(FIRST + 300, &a_code()),
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, j, _) = post_from(&one, &c, "/centre/v1/licence", lookup(a, &code_a)).await;
     assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    // Said in the log, once per table however often it happened.
+    let log = c.log();
+    for table in ["proof clients", "proof codes"] {
+        let said = log
+            .lines()
+            .filter(|l| l.contains("proceed untracked") && l.contains(table))
+            .count();
+        assert_eq!(said, 1, "{table}: {log}");
+    }
 }
 
 /// Challenges: a per-client rate, and a cap on outstanding ones (503 when full).
@@ -736,4 +810,390 @@ async fn the_centre_data_is_private() {
     let c2 = CentreServer::start().await;
     assert_eq!(mode(&c2.data), 0o700);
     assert_eq!(mode(&c2.data.join("centre.db")), 0o600);
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) What an activation code alone gets.
+
+/// Activates `code` from `computer` with `itn`/`iec` as `client`.
+async fn activate_from(
+    client: &reqwest::Client,
+    c: &CentreServer,
+    code: &str,
+    itn: Option<&str>,
+    iec: Option<&str>,
+    computer: &str,
+) -> (u16, Value) {
+    let (s, j, _) = post_from(
+        client,
+        c,
+        "/centre/v1/activate",
+        json!({"code": code, "itn": itn, "iec": iec, "binding": {"computer": computer}}),
+    )
+    .await;
+    (s, j)
+}
+
+/// Whoever holds only an activated code (a leaked one, say) learns neither where it is bound
+/// nor the licence, its ITN or IEC: activating it from elsewhere, from its binding without the
+/// ITN and IEC, or with wrong ones, all get one answer, which names nothing. The binding with
+/// the ITN and IEC it was activated for still gets the same licence again (offline
+/// re-requests, the demo).
+#[tokio::test]
+async fn an_activated_code_alone_learns_nothing() {
+    let c = centre(None, &["--proof-max-failures", "100"]).await;
+    let home = "H".repeat(40);
+    let code = c.code(json!({"key_id": "672B", "licence_count": 2})).await;
+    let owner = client_from("127.0.0.2");
+    let (s, first) = activate_from(&owner, &c, &code, Some(ITN), Some(IEC), &home).await;
+    assert_eq!(s, 200, "{first}");
+
+    let thief = client_from("127.0.0.3");
+    let (s, refusal) = activate_from(&thief, &c, &code, None, None, &"X".repeat(40)).await;
+    assert_eq!(
+        (s, refusal["reason"].as_str()),
+        (409, Some("already_activated")),
+        "{refusal}"
+    );
+    let text = refusal.to_string();
+    for secret in [home.as_str(), ITN, IEC, &code, &code.replace('-', "")] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert!(refusal.get("licence").is_none());
+    // From the binding (guessed), without or with wrong ITN/IEC: the very same answer.
+    for (itn, iec) in [
+        (None, None),
+        (Some(ITN), None),
+        (None, Some(IEC)),
+        (Some("7707083894"), Some(IEC)),
+        (Some(ITN), Some("770701002")),
+    ] {
+        let (s, j) = activate_from(&thief, &c, &code, itn, iec, &home).await;
+        assert_eq!((s, &j), (409, &refusal), "{itn:?} {iec:?}");
+    }
+    // The owner again, from another client: the same licence, byte for byte.
+    let (s, again) = activate_from(
+        &client_from("127.0.0.4"),
+        &c,
+        &code,
+        Some(ITN),
+        Some(IEC),
+        &home,
+    )
+    .await;
+    assert_eq!((s, &again), (200, &first));
+
+    // A code activated without an ITN: again only without one.
+    let bare = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, first) = activate_from(&owner, &c, &bare, None, None, &home).await;
+    assert_eq!(s, 200);
+    let (s, j) = activate_from(&thief, &c, &bare, Some(ITN), None, &home).await;
+    assert_eq!((s, &j), (409, &refusal));
+    let (s, again) = activate_from(&owner, &c, &bare, None, None, &home).await;
+    assert_eq!((s, &again), (200, &first));
+}
+
+/// Those refusals are failed proofs: counted against the client and against the code, like
+/// a wrong code or ITN.
+#[tokio::test]
+async fn activating_an_activated_code_elsewhere_is_a_failed_proof() {
+    let c = centre(None, &["--proof-max-failures", "3"]).await;
+    let (taken, _) = activated(&c, Some(ITN), None, 3, &"A".repeat(40)).await;
+    // Per client: three tries at someone else's code, then even its own new code waits.
+    let thief = client_from("127.0.0.2");
+    for _ in 0..3 {
+        let (s, j) = activate_from(&thief, &c, &taken, None, None, &"X".repeat(40)).await;
+        assert_eq!(s, 409, "{j}");
+    }
+    let own = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, j) = activate_from(&thief, &c, &own, None, None, &"X".repeat(40)).await;
+    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    assert!(
+        j["error"].as_str().expect("e").contains("this address"),
+        "{j}"
+    );
+
+    // Per code: three clients try one code from its binding without the ITN; then the code
+    // is locked for its window, its owner included.
+    let (other, _) = activated(&c, Some(ITN), None, 3, &"B".repeat(40)).await;
+    for ip in ["127.0.0.3", "127.0.0.4", "127.0.0.5"] {
+        let (s, _) = activate_from(&client_from(ip), &c, &other, None, None, &"B".repeat(40)).await;
+        assert_eq!(s, 409);
+    }
+    let (s, j) = activate_from(
+        &client_from("127.0.0.6"),
+        &c,
+        &other,
+        Some(ITN),
+        None,
+        &"B".repeat(40),
+    )
+    .await;
+    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("e")
+            .contains("this activation code"),
+        "{j}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// (g) Requests that cannot become a licence change nothing.
+
+/// A ComputerID a licence cannot carry (empty, over 128 characters) is a 400 that leaves the
+/// code unused and its KeyNo unassigned, and a restore to one costs no restore.
+#[tokio::test]
+async fn invalid_bindings_spend_nothing() {
+    let c = centre(None, &[]).await;
+    let code = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    for computer in [String::new(), "C".repeat(129), "C".repeat(200)] {
+        let (s, j) = c
+            .post(
+                "/centre/v1/activate",
+                json!({"code": code, "itn": ITN, "binding": {"computer": computer}}),
+                false,
+            )
+            .await;
+        assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+    }
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": code, "itn": ITN, "binding": {"device": 0}}),
+            false,
+        )
+        .await;
+    assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+    let listed = stdout(&c.cli(&["centre", "code-list"]));
+    assert!(listed.contains("\tnew"), "{listed}");
+    // Still unused: a proper activation gets it, with the series' first KeyNo.
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": code, "itn": ITN, "binding": {"computer": "A".repeat(128)}}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    let (_, key_no) = {
+        let doc = keybridge::crypto::unb64(j["licence"].as_str().expect("l")).expect("b64");
+        let env: Value = serde_json::from_slice(&doc).expect("env");
+        let t: Value = serde_json::from_slice(
+            &keybridge::crypto::unb64(env["payload"].as_str().expect("p")).expect("b64"),
+        )
+        .expect("terms");
+        ((), t["key_no"].as_u64().expect("key_no"))
+    };
+    assert_eq!(key_no, FIRST);
+
+    // A restore to an impossible ComputerID: 400, and no restore is used up.
+    let (code, key_no) = activated(&c, Some(ITN), None, 1, &"B".repeat(40)).await;
+    for computer in [String::new(), "C".repeat(200)] {
+        let (s, j) = c
+            .post(
+                "/centre/v1/restore",
+                json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": ITN, "binding": {"computer": computer}}),
+                false,
+            )
+            .await;
+        assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+    }
+    let listed = stdout(&c.cli(&["centre", "code-list"]));
+    assert!(!listed.contains("restored 1"), "{listed}");
+    let (s, j) = c
+        .post(
+            "/centre/v1/restore",
+            json!({"key_id": "672B", "key_no": key_no, "code": code, "itn": ITN, "binding": {"computer": "D".repeat(40)}}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200, "the one restore is still there: {j}");
+    // The vendor's move checks the same, and writes nothing.
+    let dir = tempfile::tempdir().expect("tmp");
+    let moved = dir.path().join("moved.licence");
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        &key_no.to_string(),
+        "--computer",
+        &"E".repeat(200),
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("1-128"), "{}", stdout(&out));
+    assert!(!moved.exists());
+    let listed = stdout(&c.cli(&["centre", "code-list"]));
+    assert!(
+        listed.contains("restored 1 time(s)") && !listed.contains("restored 2"),
+        "{listed}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// (h) Secrets at rest: the log and the vendor's files.
+
+/// Failed proofs are logged with the client and the code's last group, never the code; and
+/// no answer echoes a code.
+#[tokio::test]
+async fn codes_never_reach_the_log() {
+    let c = centre(None, &[]).await;
+    let (taken, key_no) = activated(&c, Some(ITN), None, 3, &"A".repeat(40)).await;
+    let reserved = c
+        .code(json!({"key_id": "672B", "licence_count": 1, "itn": ITN}))
+        .await;
+    let unknown = a_code();
+    let tries = [
+        (
+            "/centre/v1/activate",
+            json!({"code": unknown, "binding": {"computer": "X".repeat(40)}}),
+            404,
+        ),
+        (
+            "/centre/v1/activate",
+            json!({"code": reserved, "itn": "7707083894", "binding": {"computer": "X".repeat(40)}}),
+            403,
+        ),
+        (
+            "/centre/v1/activate",
+            json!({"code": taken, "binding": {"computer": "X".repeat(40)}}),
+            409,
+        ),
+        (
+            "/centre/v1/licence",
+            json!({"key_id": "672B", "key_no": key_no, "code": taken}),
+            404,
+        ),
+        (
+            "/centre/v1/restore",
+            json!({"key_id": "672B", "key_no": key_no, "code": taken, "itn": "7707083894", "binding": {"computer": "X".repeat(40)}}),
+            404,
+        ),
+    ];
+    let codes = [&taken, &reserved, &unknown];
+    for (path, body, status) in tries {
+        let (s, j) = c.post(path, body, false).await;
+        assert_eq!(s, status, "{path}: {j}");
+        for code in codes {
+            assert!(
+                !j.to_string().contains(code.as_str()),
+                "{path} echoes the code: {j}"
+            );
+        }
+    }
+    // The log is written as it happens; give the last line a moment.
+    let mut log = String::new();
+    for _ in 0..50 {
+        log = c.log();
+        if log.matches("failed proof").count() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(log.matches("failed proof").count(), 5, "{log}");
+    for code in codes {
+        let digits = code.replace('-', "");
+        for secret in [code.as_str(), &digits, &code[..19], &digits[..16]] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+        let tail = &code[20..];
+        assert!(
+            log.contains(&format!("****-****-****-****-{tail}")),
+            "{log}"
+        );
+    }
+}
+
+/// `centre fulfil` and `centre licence-move` write licence files — which carry the code, ITN
+/// and IEC — for the vendor's user alone.
+#[tokio::test]
+async fn vendor_licence_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = centre(None, &[]).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let code = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let request = dir.path().join("request.json");
+    let body = json!({
+        "format": keybridge::centre::wire::REQUEST_FORMAT,
+        "code": code, "itn": ITN, "binding": {"computer": "A".repeat(40)},
+    });
+    std::fs::write(&request, body.to_string()).expect("request");
+    let granted = dir.path().join("granted.licence");
+    let out = c.cli(&[
+        "centre",
+        "fulfil",
+        request.to_str().expect("p"),
+        "--out",
+        granted.to_str().expect("p"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let moved = dir.path().join("moved.licence");
+    let out = c.cli(&[
+        "centre",
+        "licence-move",
+        "--key-id",
+        "672B",
+        "--key-no",
+        &FIRST.to_string(),
+        "--computer",
+        &"B".repeat(40),
+        "--out",
+        moved.to_str().expect("p"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    for f in [&granted, &moved] {
+        let text = std::fs::read_to_string(f).expect("licence");
+        assert!(text.contains("keybridge-licence/2"), "{text}");
+        let mode = std::fs::metadata(f).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (i) The database connection.
+
+/// A PostgreSQL URL off this machine without `sslmode=verify-full` is warned about at start
+/// (the connection still goes ahead: existing deployments keep working); a loopback one is not.
+#[tokio::test]
+async fn unverified_postgres_tls_is_warned_about() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |url: &str| {
+        std::process::Command::new(common::BIN)
+            .args(["centre", "code-list", "--data"])
+            .arg(dir.path().join("c"))
+            .env("KEYBRIDGE_CENTRE_DATABASE", url)
+            .env_remove("RUST_LOG")
+            .env_remove("PGSSLMODE")
+            .output()
+            .expect("run")
+    };
+    // `.invalid` never resolves, so nothing is reached; the warning comes before connecting.
+    for mode in [
+        "",
+        "?sslmode=prefer",
+        "?sslmode=require",
+        "?sslmode=verify-ca",
+    ] {
+        let out = run(&format!("postgres://centre:pw@db.invalid/centre{mode}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("WARN") && err.contains("sslmode=verify-full&sslrootcert="),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains(":pw@"), "{err}");
+    }
+    let out = run("postgres://centre@db.invalid/centre?sslmode=verify-full");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("WARN"), "{err}");
+    assert!(
+        err.contains("db.invalid") || err.contains("lookup"),
+        "it did try: {err}"
+    );
 }

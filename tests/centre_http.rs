@@ -95,7 +95,11 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
     assert!(stdout(&out).contains("restored 1 time(s)"));
     let out = c.cli(&["centre", "code-issue", "--key-id", "672B", "--count", "2"]);
     assert!(out.status.success(), "{}", stdout(&out));
-    assert!(keybridge::centre::ActivationCode::parse(stdout(&out).trim()).is_ok());
+    assert!(
+        keybridge::centre::ActivationCode::parse(stdout(&out).trim()).is_ok(),
+        "{}",
+        stdout(&out)
+    );
     let out = c.cli(&["centre", "key-public"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), c.public_key);
 

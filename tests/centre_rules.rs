@@ -114,7 +114,7 @@ async fn scenario(url: &str) {
     assert_eq!(again, doc);
     assert!(matches!(
         centre.activate(&req(&code, computer('B'))).await,
-        Err(CentreError::AlreadyActivated { .. })
+        Err(CentreError::AlreadyActivated)
     ));
 
     // KeyNo and RegNo are unique per series.
@@ -135,12 +135,12 @@ async fn scenario(url: &str) {
     let mut r = req(&code3, computer('C'));
     assert!(matches!(
         centre.activate(&r).await,
-        Err(CentreError::ItnMismatch(_))
+        Err(CentreError::ItnMismatch)
     ));
     r.itn = Some(Itn::try_from("7700000001".to_string()).expect("itn"));
     assert!(matches!(
         centre.activate(&r).await,
-        Err(CentreError::ItnMismatch(_))
+        Err(CentreError::ItnMismatch)
     ));
     r.itn = reserved.itn.clone();
     let (t3, _) = centre.activate(&r).await.expect("reserved");
@@ -150,7 +150,7 @@ async fn scenario(url: &str) {
     let stranger = ActivationCode::generate();
     assert!(matches!(
         centre.activate(&req(&stranger, computer('A'))).await,
-        Err(CentreError::UnknownCode(_))
+        Err(CentreError::UnknownCode)
     ));
     assert!(matches!(
         centre.issue_code(&CodeSpec::new("FFFF", 1)).await,
@@ -295,7 +295,7 @@ async fn scenario(url: &str) {
             Ok((t, _)) => {
                 winners.insert(t.binding);
             }
-            Err(CentreError::AlreadyActivated { .. }) => {}
+            Err(CentreError::AlreadyActivated) => {}
             Err(e) => panic!("unexpected: {e}"),
         }
     }

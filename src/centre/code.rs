@@ -38,9 +38,17 @@ pub enum CodeError {
     CheckDigit,
 }
 
-/// A well-formed activation code (its check digit verified).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A well-formed activation code (its check digit verified). `Debug` shows it
+/// [redacted](ActivationCode::redacted), so a request logged by mistake does not carry it;
+/// `Display` gives the code.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ActivationCode([u8; DIGITS]);
+
+impl fmt::Debug for ActivationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActivationCode({})", self.redacted())
+    }
+}
 
 impl ActivationCode {
     /// A fresh random code.
@@ -73,6 +81,24 @@ impl ActivationCode {
             return Err(CodeError::CheckDigit);
         }
         Ok(ActivationCode(digits))
+    }
+}
+
+impl ActivationCode {
+    /// The code with all but its last group masked (`****-****-****-****-5361`): enough for
+    /// the vendor to find it in `centre code-list`, never enough to use it. Logs carry this,
+    /// never the code.
+    pub fn redacted(&self) -> String {
+        let tail: String = self.0[DIGITS - 4..]
+            .iter()
+            .map(|d| char::from(b'0' + d))
+            .collect();
+        format!("****-****-****-****-{tail}")
+    }
+
+    /// The code's digits, for keyed hashing (`centre::http`), without a formatted copy.
+    pub fn digits(&self) -> &[u8; DIGITS] {
+        &self.0
     }
 }
 
@@ -117,6 +143,9 @@ mod tests {
                 }
             }
         }
+        let c = ActivationCode::parse("4345-9320-2035-7421-5369").expect("code");
+        assert_eq!(c.redacted(), "****-****-****-****-5369");
+        assert_eq!(format!("{c:?}"), "ActivationCode(****-****-****-****-5369)");
         assert_eq!(ActivationCode::parse("1234"), Err(CodeError::Length(4)));
         assert_eq!(ActivationCode::parse("1234-x"), Err(CodeError::Character));
     }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 pub(super) async fn connect(url: &str) -> Result<sqlx::AnyPool, CentreError> {
     sqlx::any::install_default_drivers();
+    if let Some(w) = postgres_tls_warning(url) {
+        tracing::warn!("{w}");
+    }
     let file = sqlite_file(url);
     if let Some(f) = file.clone() {
         // Made 0600 before SQLite creates it, so it is never readable by others, not even
@@ -24,6 +27,56 @@ pub(super) async fn connect(url: &str) -> Result<sqlx::AnyPool, CentreError> {
     }
     sqlx::migrate!("./migrations").run(&pool).await?;
     Ok(pool)
+}
+
+/// What is wrong with how a PostgreSQL URL protects its connection, if anything: off this
+/// machine, anything short of `sslmode=verify-full` can be read or impersonated on the way —
+/// sqlx's default `prefer` falls back to plain text, `require` and `verify-ca` do not check
+/// the server's name. Existing deployments keep working; they are told at every start. The
+/// URL is read as sqlx reads it (`PGSSLMODE`, `PGHOST` included), and never appears in the
+/// text (it may carry a password).
+pub fn postgres_tls_warning(url: &str) -> Option<String> {
+    use sqlx::postgres::{PgConnectOptions, PgSslMode};
+    use std::str::FromStr;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return None;
+    }
+    let opts = PgConnectOptions::from_str(url).ok()?;
+    if opts.get_socket().is_some() || is_loopback_host(opts.get_host()) {
+        return None;
+    }
+    let (name, what) = match opts.get_ssl_mode() {
+        PgSslMode::VerifyFull => return None,
+        PgSslMode::Disable => ("disable", "travels unencrypted"),
+        PgSslMode::Allow => ("allow", "may travel unencrypted"),
+        PgSslMode::Prefer => (
+            "prefer (the default)",
+            "may travel unencrypted (whoever is on the path can make it fall back to plain text)",
+        ),
+        PgSslMode::Require => (
+            "require",
+            "is encrypted, but to whoever answers: the server's certificate is not checked",
+        ),
+        PgSslMode::VerifyCa => (
+            "verify-ca",
+            "is encrypted, but the server's certificate is not checked against its name",
+        ),
+    };
+    Some(format!(
+        "the PostgreSQL connection to {host} uses sslmode={name}: it {what}. It carries every \
+         activation code and licence; put sslmode=verify-full&sslrootcert=/path/to/ca.pem in \
+         the database URL (docs/centre.md)",
+        host = opts.get_host(),
+    ))
+}
+
+/// A host name or address that never leaves this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The URL of an SQLite database file, created if missing.
@@ -102,8 +155,38 @@ pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_file;
+    use super::{postgres_tls_warning, sqlite_file};
     use std::path::PathBuf;
+
+    #[test]
+    fn postgres_off_this_machine_without_verify_full_is_warned_about() {
+        for url in [
+            "postgres://centre@db.example/centre",
+            "postgresql://centre:secret@10.0.0.5:5432/centre?sslmode=prefer",
+            "postgres://centre@db.example/centre?sslmode=disable",
+            "postgres://centre@db.example/centre?sslmode=require",
+            "postgres://centre@db.example/centre?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+            "postgres://centre@[2001:db8::1]/centre?sslmode=require",
+        ] {
+            let w = postgres_tls_warning(url).unwrap_or_else(|| panic!("no warning for {url}"));
+            assert!(w.contains("verify-full"), "{w}");
+            assert!(
+                !w.contains("secret"),
+                "the URL's password is not repeated: {w}"
+            );
+        }
+        for url in [
+            "postgres://centre@db.example/centre?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "postgres://centre@localhost/centre",
+            "postgres://centre@127.0.0.1:5433/centre?sslmode=disable",
+            "postgres://centre@[::1]/centre",
+            "postgres:///centre?host=/var/run/postgresql",
+            "postgres://%2Fvar%2Frun%2Fpostgresql/centre",
+            "sqlite:///var/lib/c/centre.db?mode=rwc",
+        ] {
+            assert_eq!(postgres_tls_warning(url), None, "{url}");
+        }
+    }
 
     #[test]
     fn sqlite_files_from_urls() {

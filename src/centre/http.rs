@@ -13,7 +13,7 @@ use crate::licence::{Flags, Iec, Itn, KeyType};
 use crate::web::login::{require_login, Auth, LoginGate};
 use crate::web::server::{request_limits, RequestLimits};
 use crate::web::signing::{self, CentreSigning};
-use crate::web::throttle::{client_key, Refused, Throttle, ThrottlePolicy};
+use crate::web::throttle::{client_key, Refused, Throttle, ThrottlePolicy, WhenFull};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, request::Parts, StatusCode};
 use axum::middleware::{self, Next};
@@ -29,11 +29,13 @@ use std::time::Duration;
 /// How hard the centre pushes back on failed proofs and on challenge requests.
 #[derive(Debug, Clone, Copy)]
 pub struct ProofLimits {
-    /// Failed proofs (unknown code, wrong code or ITN for a licence) per client address and
-    /// per licence or code within `window`, before further attempts get 429.
+    /// Failed proofs (unknown code, wrong code or ITN for a licence, an activated code from
+    /// elsewhere) per client address and per activation code within `window`, before further
+    /// attempts get 429.
     pub max_failures: u32,
     pub window: Duration,
-    /// Most clients, and most licences/codes, tracked at once (each table).
+    /// Most clients, and most codes, tracked at once (each table); a full table lets new
+    /// keys through untracked (the challenge table refuses them).
     pub capacity: usize,
     /// Attestation challenges one client may ask for within `challenge_window`.
     pub max_challenges_per_client: u32,
@@ -52,12 +54,21 @@ impl Default for ProofLimits {
     }
 }
 
+/// An activation code as a throttle key: a keyed hash (HMAC-SHA-256 under a key made at
+/// start, truncated to 128 bits), so the table never holds a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CodeKey([u8; 16]);
+
 /// The bounded failure tables behind [`ProofLimits`].
 pub struct ProofThrottle {
     /// Failed proofs per client address (IPv6 by /64).
     clients: Throttle<IpAddr>,
-    /// Failed proofs per licence (`KEYID.KEYNO`) or activation code (`code:…`).
-    subjects: Throttle<String>,
+    /// Failed proofs per activation code submitted — the secret every proof rests on. Not per
+    /// licence: KeyNos are sequential, so anyone could lock a chosen customer out by failing
+    /// on their KeyNo; only someone who has the code can lock the code.
+    codes: Throttle<CodeKey>,
+    /// The key of [`CodeKey`]'s hash; never leaves the process.
+    code_hash_key: aws_lc_rs::hmac::Key,
     /// Challenges issued per client address.
     challenges: Throttle<IpAddr>,
 }
@@ -69,15 +80,29 @@ impl ProofThrottle {
             window: l.window,
             capacity: l.capacity,
         };
+        // Full proof tables let new keys through untracked rather than refuse everyone: a
+        // 63-bit code is not guessed in a window's worth of tries, while refusing would let
+        // whoever fills the table (many addresses, many made-up codes) lock every customer out.
         ProofThrottle {
-            clients: Throttle::new(failures),
-            subjects: Throttle::new(failures),
+            clients: Throttle::new(failures).when_full(WhenFull::Untracked, "proof clients"),
+            codes: Throttle::new(failures).when_full(WhenFull::Untracked, "proof codes"),
+            code_hash_key: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                &crate::crypto::random_bytes::<32>(),
+            ),
             challenges: Throttle::new(ThrottlePolicy {
                 max_failures: l.max_challenges_per_client,
                 window: l.challenge_window,
                 capacity: l.capacity,
             }),
         }
+    }
+
+    fn code_key(&self, code: &ActivationCode) -> CodeKey {
+        let tag = aws_lc_rs::hmac::sign(&self.code_hash_key, code.digits());
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&tag.as_ref()[..16]);
+        CodeKey(k)
     }
 }
 
@@ -142,7 +167,7 @@ impl From<CentreError> for CentreReply {
             CentreError::Code(_) | CentreError::Invalid(_) | CentreError::Licence(_) => {
                 (S::BAD_REQUEST, "invalid")
             }
-            CentreError::UnknownCode(_) => (S::NOT_FOUND, "unknown_code"),
+            CentreError::UnknownCode => (S::NOT_FOUND, "unknown_code"),
             CentreError::UnknownProduct(_) => (S::NOT_FOUND, "unknown_product"),
             // UnknownLicence is the vendor's own error (CLI); over HTTP only NotProven is used.
             CentreError::NotProven | CentreError::UnknownLicence { .. } => {
@@ -152,8 +177,8 @@ impl From<CentreError> for CentreReply {
             CentreError::Challenge(_) => (S::FORBIDDEN, "challenge_refused"),
             CentreError::ChallengesFull => (S::SERVICE_UNAVAILABLE, "challenges_full"),
             CentreError::ProductExists(_) => (S::CONFLICT, "product_exists"),
-            CentreError::AlreadyActivated { .. } => (S::CONFLICT, "already_activated"),
-            CentreError::ItnMismatch(_) => (S::FORBIDDEN, "itn_mismatch"),
+            CentreError::AlreadyActivated => (S::CONFLICT, "already_activated"),
+            CentreError::ItnMismatch => (S::FORBIDDEN, "itn_mismatch"),
             CentreError::RestoreLimit { .. } => (S::FORBIDDEN, "restore_limit"),
             CentreError::Device(_) => (S::FORBIDDEN, "device_not_genuine"),
             CentreError::Db(_) | CentreError::Migrate(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
@@ -236,32 +261,46 @@ fn throttled(r: Refused, whose: &str) -> CentreReply {
     )
 }
 
-/// Runs `check` as an attempt at proving a right, throttled per client and per `subject`
-/// (a licence or a code). The attempt counts before the check, so parallel guesses count
-/// too and a throttled one never reaches the database; a check that did not fail a proof
-/// gives its attempt back (it never erases earlier failures).
+/// Runs `check` as an attempt at proving a right with `code`, throttled per client and per
+/// code. The attempt counts before the check, so parallel guesses count too and a throttled
+/// one never reaches the database; a check that did not fail a proof gives its attempt back
+/// (it never erases earlier failures). The log names the code only by its last group.
 async fn proven<T>(
     st: &CentreState,
     peer: IpAddr,
-    subject: String,
+    what: &str,
+    code: &ActivationCode,
     check: impl std::future::Future<Output = Result<T, CentreError>>,
 ) -> Result<T, CentreReply> {
     let client = client_key(peer);
     let t = &st.throttle;
-    t.clients
+    let by_client = t
+        .clients
         .begin(&client)
         .map_err(|r| throttled(r, "this address"))?;
-    if let Err(r) = t.subjects.begin(&subject) {
-        return Err(throttled(r, "this licence"));
-    }
+    let key = t.code_key(code);
+    let by_code = match t.codes.begin(&key) {
+        Ok(s) => s,
+        Err(r) => {
+            if by_client.tracked() {
+                // Refused before any check: not a failed proof of this client's.
+                t.clients.cancel(&client);
+            }
+            return Err(throttled(r, "this activation code"));
+        }
+    };
     let out = check.await;
     match &out {
         Err(e) if e.is_failed_proof() => {
-            tracing::warn!(client = %client, subject = %subject, "failed proof: {e}");
+            tracing::warn!(client = %client, code = %code.redacted(), "failed proof ({what}): {e}");
         }
         _ => {
-            t.clients.cancel(&client);
-            t.subjects.cancel(&subject);
+            if by_client.tracked() {
+                t.clients.cancel(&client);
+            }
+            if by_code.tracked() {
+                t.codes.cancel(&key);
+            }
         }
     }
     out.map_err(CentreReply::from)
@@ -273,8 +312,7 @@ async fn activate(
     CentreJson(b): CentreJson<ActivateBody>,
 ) -> Result<Json<LicenceBody>, CentreReply> {
     let req = ActivationRequest::from_wire(&b).map_err(bad)?;
-    let subject = format!("code:{}", req.code);
-    let (_, doc) = proven(&st, peer, subject, st.centre.activate(&req)).await?;
+    let (_, doc) = proven(&st, peer, "activate", &req.code, st.centre.activate(&req)).await?;
     Ok(licence_body(&doc))
 }
 
@@ -304,8 +342,7 @@ async fn current(
         key_id: key_id(b.key_id)?,
         key_no: b.key_no,
     };
-    let subject = format!("{}.{}", proof.key_id, proof.key_no);
-    let (_, doc) = proven(&st, peer, subject, st.centre.current(&proof)).await?;
+    let (_, doc) = proven(&st, peer, "licence", &proof.code, st.centre.current(&proof)).await?;
     Ok(licence_body(&doc))
 }
 
@@ -322,8 +359,7 @@ async fn restore(
         key_id: key_id(b.key_id)?,
         key_no: b.key_no,
     };
-    let subject = format!("{}.{}", req.key_id, req.key_no);
-    let (_, doc) = proven(&st, peer, subject, st.centre.restore(&req)).await?;
+    let (_, doc) = proven(&st, peer, "restore", &req.code, st.centre.restore(&req)).await?;
     Ok(licence_body(&doc))
 }
 

@@ -24,16 +24,20 @@ use thiserror::Error;
 pub enum CentreError {
     #[error("{0}")]
     Code(#[from] CodeError),
-    #[error("unknown activation code {0}")]
-    UnknownCode(String),
+    /// Never names the code: error texts are logged and answered.
+    #[error("unknown activation code")]
+    UnknownCode,
     #[error("unknown product series {0}")]
     UnknownProduct(String),
     #[error("product series {0} already exists")]
     ProductExists(String),
-    #[error("activation code {code} is already activated for {binding}; it activates only once")]
-    AlreadyActivated { code: String, binding: String },
-    #[error("activation code {0} is reserved for another ITN")]
-    ItnMismatch(String),
+    /// The one answer to activating an activated code from anywhere but the binding, ITN and
+    /// IEC it was activated for: it names neither the binding nor the code, so holding a code
+    /// teaches nothing about whose it is.
+    #[error("this activation code is already activated; it activates only once (asking again with the same ComputerID or USB key, ITN and IEC returns the same licence)")]
+    AlreadyActivated,
+    #[error("this activation code is reserved for another ITN")]
+    ItnMismatch,
     /// The one answer to every unproven request for a licence — unknown licence, wrong code,
     /// wrong ITN or IEC alike — so nobody learns which licences exist by asking.
     #[error("no licence issued by this centre matches this series, KeyNo and proof (activation code; for a restore also the ITN and IEC it was activated for)")]
@@ -67,12 +71,16 @@ pub enum CentreError {
 }
 
 impl CentreError {
-    /// Whether this refusal means the asker failed to prove a right (a code, an ITN): such
-    /// failures are throttled, so codes and ITNs cannot be guessed by trying.
+    /// Whether this refusal means the asker failed to prove a right (a code, an ITN, being
+    /// the binding a code was activated for): such failures are throttled, so none of them
+    /// can be guessed by trying.
     pub fn is_failed_proof(&self) -> bool {
         matches!(
             self,
-            CentreError::NotProven | CentreError::UnknownCode(_) | CentreError::ItnMismatch(_)
+            CentreError::NotProven
+                | CentreError::UnknownCode
+                | CentreError::ItnMismatch
+                | CentreError::AlreadyActivated
         )
     }
 }

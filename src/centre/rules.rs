@@ -181,6 +181,22 @@ fn binding_key(b: &Binding) -> String {
     }
 }
 
+/// What a licence demands of its binding (`LicenceTerms::validate`), checked before anything
+/// is stored or spent — a code, a KeyNo, a restore, a challenge — so a request whose licence
+/// could not be made changes nothing. (Licences are also signed before the commit, which
+/// catches anything this misses.)
+fn check_binding(b: &Binding) -> Result<(), CentreError> {
+    match b {
+        Binding::Computer(id) if id.is_empty() || id.len() > 128 => Err(CentreError::Invalid(
+            "the ComputerID of the binding must be 1-128 characters".into(),
+        )),
+        Binding::Device(0) => Err(CentreError::Invalid(
+            "the USB key serial of the binding is 0".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn parse_binding(s: &str) -> Result<Binding, CentreError> {
     let bad = || CentreError::Invalid(format!("stored binding {s:?} is malformed"));
     match s.split_once(':').ok_or_else(bad)? {
@@ -350,7 +366,7 @@ impl Centre {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(CentreError::UnknownCode(code.to_string()));
+            return Err(CentreError::UnknownCode);
         }
         sqlx::query("UPDATE activations SET updated = $1 WHERE code = $2")
             .bind(time::format(&time::now()))
@@ -392,30 +408,31 @@ impl Centre {
     }
 
     /// Turns an activation code into a signed licence for a binding. A code activates once;
-    /// asking again from the same binding returns the same licence; from another binding it is
-    /// refused. A USB key binding needs the key's proof, answering a challenge this centre
-    /// issued (consumed here) or, offline, the request-bound one.
+    /// asking again with the binding, ITN and IEC it was activated for returns the same
+    /// licence; anything else is refused with one answer ([`CentreError::AlreadyActivated`]).
+    /// A USB key binding needs the key's proof, answering a challenge this centre issued
+    /// (consumed here) or, offline, the request-bound one.
     pub async fn activate(
         &self,
         req: &ActivationRequest,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
+        check_binding(&req.binding)?;
         if let Binding::Device(serial) = req.binding {
             self.check_device(req, serial).await?;
         }
         // Two first activations of one code can race past the "already activated?" check; the
         // loser's insert violates the key, and its retry sees the winner's row.
         let mut attempt = 0;
-        let terms = loop {
+        loop {
             match self.activate_once(req).await {
                 Err(CentreError::Db(sqlx::Error::Database(e)))
                     if e.is_unique_violation() && attempt < 3 =>
                 {
                     attempt += 1;
                 }
-                other => break other?,
+                other => return other,
             }
-        };
-        self.sign(terms).await
+        }
     }
 
     /// Checks a USB key's proof (genuine, blank, this serial, answering the challenge) and
@@ -453,14 +470,17 @@ impl Centre {
         Ok(())
     }
 
-    async fn activate_once(&self, req: &ActivationRequest) -> Result<LicenceTerms, CentreError> {
+    async fn activate_once(
+        &self,
+        req: &ActivationRequest,
+    ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
         let code = req.code.to_string();
         let mut tx = self.db.begin().await?;
         let row = sqlx::query("SELECT key_id, itn, iec FROM codes WHERE code = $1")
             .bind(code.clone())
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or_else(|| CentreError::UnknownCode(code.clone()))?;
+            .ok_or(CentreError::UnknownCode)?;
         let key_id: String = row.try_get("key_id")?;
         let reserved_itn: Option<String> = row.try_get("itn")?;
         let reserved_iec: Option<String> = row.try_get("iec")?;
@@ -473,19 +493,21 @@ impl Centre {
                 .as_ref()
                 .is_some_and(|r| Some(r) != asked_iec.as_ref())
         {
-            return Err(CentreError::ItnMismatch(code));
+            return Err(CentreError::ItnMismatch);
         }
-        let existing = sqlx::query("SELECT binding FROM activations WHERE code = $1")
+        let existing = sqlx::query("SELECT binding, itn, iec FROM activations WHERE code = $1")
             .bind(code.clone())
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = existing {
+            // The licence again only for the binding, ITN and IEC it was activated for, all
+            // three: the code alone must not fetch the licence (its ITN, IEC and terms) nor
+            // learn where it is bound. Every other asker gets the same answer.
             let bound = parse_binding(&row.try_get::<String, _>("binding")?)?;
-            if bound != req.binding {
-                return Err(CentreError::AlreadyActivated {
-                    code,
-                    binding: bound.to_string(),
-                });
+            let itn: Option<String> = row.try_get("itn")?;
+            let iec: Option<String> = row.try_get("iec")?;
+            if bound != req.binding || itn != asked_itn || iec != asked_iec {
+                return Err(CentreError::AlreadyActivated);
             }
         } else {
             // Take the next KeyNo and RegNo of the series; the row update serialises issuers.
@@ -520,9 +542,10 @@ impl Centre {
             .bind(code)
             .fetch_one(&mut *tx)
             .await?;
-        let terms = terms_from_row(&row)?;
+        // Signed before the commit: a licence that cannot be made leaves the code unused.
+        let signed = self.sign(terms_from_row(&row)?).await?;
         tx.commit().await?;
-        Ok(terms)
+        Ok(signed)
     }
 
     /// Signs a licence on the blocking pool (RSA).
@@ -586,7 +609,9 @@ impl Centre {
         &self,
         req: &RestoreRequest,
     ) -> Result<(LicenceTerms, Vec<u8>), CentreError> {
-        let row = Self::proven_row(&self.db, &req.key_id, req.key_no, &req.code).await?;
+        check_binding(&req.binding)?;
+        let mut tx = self.db.begin().await?;
+        let row = Self::proven_row(&mut *tx, &req.key_id, req.key_no, &req.code).await?;
         let stored_itn: Option<String> = row.try_get("itn")?;
         let stored_iec: Option<String> = row.try_get("iec")?;
         let Some(stored_itn) = stored_itn else {
@@ -630,9 +655,9 @@ impl Centre {
         .bind(binding_key(&req.binding))
         .bind(time::format(&time::now()))
         .bind(code)
-        .execute(&self.db)
+        .execute(&mut *tx)
         .await?;
-        let row = Self::proven_row(&self.db, &req.key_id, req.key_no, &req.code).await?;
+        let row = Self::proven_row(&mut *tx, &req.key_id, req.key_no, &req.code).await?;
         let terms = terms_from_row(&row)?;
         if moved.rows_affected() == 0 && terms.binding != req.binding {
             return Err(CentreError::RestoreLimit {
@@ -641,7 +666,10 @@ impl Centre {
                 limit: num(&row, "restore_limit")?,
             });
         }
-        self.sign(terms).await
+        // Signed before the commit: a licence that cannot be made costs no restore.
+        let signed = self.sign(terms).await?;
+        tx.commit().await?;
+        Ok(signed)
     }
 
     /// The vendor moves a licence to a new binding — a machine or a USB key — having satisfied
@@ -658,6 +686,8 @@ impl Centre {
             key_no,
         };
         let n = i64::try_from(key_no).map_err(|_| unknown())?;
+        check_binding(binding)?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "UPDATE activations SET binding = $1, restores = restores + 1, updated = $2 \
              WHERE key_id = $3 AND key_no = $4 AND binding <> $1",
@@ -666,17 +696,19 @@ impl Centre {
         .bind(time::format(&time::now()))
         .bind(key_id.to_owned())
         .bind(n)
-        .execute(&self.db)
+        .execute(&mut *tx)
         .await?;
         let row = sqlx::query(&format!(
             "{LICENCE_QUERY} WHERE a.key_id = $1 AND a.key_no = $2"
         ))
         .bind(key_id.to_owned())
         .bind(n)
-        .fetch_optional(&self.db)
+        .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(unknown)?;
-        self.sign(terms_from_row(&row)?).await
+        let signed = self.sign(terms_from_row(&row)?).await?;
+        tx.commit().await?;
+        Ok(signed)
     }
 
     /// A fresh attestation challenge and when it expires. Expired ones are purged first;

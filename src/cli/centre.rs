@@ -142,8 +142,9 @@ pub enum CentreCommand {
 /// Limits on proofs and attestation challenges (`docs/centre.md`, "Proofs and throttling").
 #[derive(Args, Clone)]
 pub struct ProofArgs {
-    /// Failed proofs (unknown code; wrong code, ITN or IEC for a licence) allowed per client
-    /// address and per licence or code within the window; more get 429.
+    /// Failed proofs (unknown code; wrong code, ITN or IEC for a licence; an activated code
+    /// from another binding) allowed per client address and per activation code within the
+    /// window; more get 429.
     #[arg(
         long,
         env = "KEYBRIDGE_CENTRE_PROOF_MAX_FAILURES",
@@ -156,8 +157,9 @@ pub struct ProofArgs {
         default_value_t = 600
     )]
     pub proof_window_seconds: u64,
-    /// Most client addresses, and most licences/codes, the failure tables track at once; when
-    /// full of failing entries, new ones are refused (429) rather than old ones forgotten.
+    /// Most client addresses, and most activation codes, the failure tables track at once;
+    /// when full of failing entries, new ones proceed untracked (logged) rather than old ones
+    /// being forgotten or everyone refused. Also bounds the challenge table (full: 429).
     #[arg(
         long,
         env = "KEYBRIDGE_CENTRE_THROTTLE_CAPACITY",
@@ -227,6 +229,25 @@ impl CentreData {
             .map_err(|e| e.to_string())
     }
 }
+
+/// Logs to stderr, colourless unless it is a terminal; `RUST_LOG` filters, else `default`.
+/// Warnings — an unverified PostgreSQL connection, failed proofs — must reach the operator
+/// from `centre serve` and the administration commands alike.
+fn init_logging(default: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second initialisation (tests calling `run` twice) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Licence files carry their activation code, ITN and IEC: the vendor's copies are written
+/// for the vendor's user alone, to be handed to the customer deliberately.
+const LICENCE_OUT_MODE: u32 = 0o600;
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
@@ -337,6 +358,13 @@ pub async fn serve_centre(
 }
 
 pub fn run(cmd: CentreCommand) -> CliResult {
+    // The service logs what it does; an administration command only what is wrong (its
+    // stdout is often read by scripts). PostgreSQL's notices ("already exists, skipping")
+    // are noise either way.
+    init_logging(match cmd {
+        CentreCommand::Serve { .. } => "info,sqlx::postgres::notice=warn",
+        _ => "warn",
+    });
     let rt = runtime()?;
     let done = rt.block_on(async move {
         match cmd {
@@ -405,7 +433,7 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 // The vendor's own path: the USB key's proof answers the request-bound challenge.
                 let req = centre::ActivationRequest::from_offline(&r.activation)?;
                 let (terms, doc) = data.open().await?.activate(&req).await.map_err(|e| e.to_string())?;
-                crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
+                crate::store::atomic::write(&out, &doc, LICENCE_OUT_MODE).map_err(|e| e.to_string())?;
                 println!("licence {}.{} for {} written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
             }
             CentreCommand::LicenceMove { key_id, key_no, computer, device, out, data } => {
@@ -415,7 +443,7 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                     (None, None) => return Err("--computer or --device is required".into()),
                 };
                 let (terms, doc) = data.open().await?.move_licence(&key_id, key_no, &binding).await.map_err(|e| e.to_string())?;
-                crate::store::atomic::write(&out, &doc, 0o644).map_err(|e| e.to_string())?;
+                crate::store::atomic::write(&out, &doc, LICENCE_OUT_MODE).map_err(|e| e.to_string())?;
                 println!("licence {}.{} moved to {}; written to {}", terms.key_id, terms.key_no, terms.binding, out.display());
             }
             CentreCommand::CodeList(data) => {

@@ -5,8 +5,11 @@
 //! guards, so N parallel wrong guesses count as N and only the first `max_failures` of them
 //! reach the check; a success takes its own attempt back and clears the key. The table holds
 //! at most `capacity` keys: when full it first drops entries whose window has passed, and if
-//! it is still full it refuses new keys (fail closed) — that many distinct failing clients
-//! within one window is an attack, and letting it evict locked-out entries would unlock them.
+//! it is still full it never evicts a live entry (that would unlock a locked-out key). What a
+//! new key gets then is the table's [`WhenFull`] policy: refused (fail closed, the default:
+//! the login gate, where a password can be guessed) or let through untracked (the centre's
+//! proofs, where the secret is a 63-bit code nobody guesses in a window's worth of tries, and
+//! refusing would let anyone with enough addresses lock every customer out).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -23,14 +26,37 @@ pub struct ThrottlePolicy {
     pub capacity: usize,
 }
 
+/// What a full table does with a key it does not track yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Refuse the attempt ([`Refused::Full`]).
+    #[default]
+    FailClosed,
+    /// Let the attempt proceed without counting it ([`Started::failures`] is 0), and log that
+    /// this happens (at most once per [`FULL_LOG_INTERVAL`]).
+    Untracked,
+}
+
+/// How often a table letting keys through untracked says so in the log.
+pub const FULL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 struct Entry {
     failures: u32,
     since: Instant,
 }
 
+struct Table<K> {
+    entries: HashMap<K, Entry>,
+    /// When an untracked attempt was last logged.
+    full_logged: Option<Instant>,
+}
+
 pub struct Throttle<K> {
     policy: ThrottlePolicy,
-    table: Mutex<HashMap<K, Entry>>,
+    when_full: WhenFull,
+    /// Names the table in log lines.
+    name: &'static str,
+    table: Mutex<Table<K>>,
 }
 
 /// Why an attempt may not start.
@@ -48,8 +74,16 @@ pub enum Refused {
 /// The outcome of [`Throttle::begin`] for an attempt allowed to proceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Started {
-    /// Attempts counted for this key in the current window, this one included.
+    /// Attempts counted for this key in the current window, this one included; 0 when the
+    /// table was full and let the attempt through untracked ([`WhenFull::Untracked`]).
     pub failures: u32,
+}
+
+impl Started {
+    /// Whether the attempt was counted (and so may be given back with [`Throttle::cancel`]).
+    pub fn tracked(&self) -> bool {
+        self.failures > 0
+    }
 }
 
 impl<K: Hash + Eq + Clone> Throttle<K> {
@@ -60,8 +94,21 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
                 capacity: policy.capacity.max(1),
                 ..policy
             },
-            table: Mutex::new(HashMap::new()),
+            when_full: WhenFull::FailClosed,
+            name: "throttle",
+            table: Mutex::new(Table {
+                entries: HashMap::new(),
+                full_logged: None,
+            }),
         }
+    }
+
+    /// What a full table does with new keys (default [`WhenFull::FailClosed`]); `name` says
+    /// which table it is in the log.
+    pub fn when_full(mut self, when_full: WhenFull, name: &'static str) -> Self {
+        self.when_full = when_full;
+        self.name = name;
+        self
     }
 
     pub fn policy(&self) -> ThrottlePolicy {
@@ -72,11 +119,28 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     pub fn begin(&self, key: &K) -> Result<Started, Refused> {
         let now = Instant::now();
         let w = self.policy.window;
-        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = &mut table.entries;
         if !t.contains_key(key) && t.len() >= self.policy.capacity {
             t.retain(|_, e| now.duration_since(e.since) < w);
             if t.len() >= self.policy.capacity {
-                return Err(Refused::Full);
+                return match self.when_full {
+                    WhenFull::FailClosed => Err(Refused::Full),
+                    WhenFull::Untracked => {
+                        if table
+                            .full_logged
+                            .is_none_or(|at| now.duration_since(at) >= FULL_LOG_INTERVAL)
+                        {
+                            table.full_logged = Some(now);
+                            tracing::warn!(
+                                table = self.name,
+                                capacity = self.policy.capacity,
+                                "failure table full of keys failing within the window: new keys proceed untracked (logged at most once a minute)"
+                            );
+                        }
+                        Ok(Started { failures: 0 })
+                    }
+                };
             }
         }
         let e = t.entry(key.clone()).or_insert(Entry {
@@ -107,12 +171,14 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         self.table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .entries
             .remove(key);
     }
 
     /// The attempt was not really one (e.g. no credentials were sent): give it back.
     pub fn cancel(&self, key: &K) {
-        let mut t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = &mut table.entries;
         if let Some(e) = t.get_mut(key) {
             e.failures = e.failures.saturating_sub(1);
             if e.failures == 0 {
@@ -124,7 +190,8 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     /// Failures counted for `key` in its current window.
     pub fn failures(&self, key: &K) -> u32 {
         let t = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        t.get(key)
+        t.entries
+            .get(key)
             .filter(|e| e.since.elapsed() < self.policy.window)
             .map_or(0, |e| e.failures)
     }
@@ -134,6 +201,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         self.table
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .entries
             .len()
     }
 
@@ -195,6 +263,26 @@ mod tests {
         assert_eq!(t.len(), 2);
         t.cancel(&1);
         assert!(t.begin(&3).is_ok());
+    }
+
+    #[test]
+    fn untracked_when_full_lets_new_keys_through_uncounted() {
+        let t = Throttle::new(policy(1, 2)).when_full(WhenFull::Untracked, "test");
+        assert!(t.begin(&1).is_ok());
+        assert!(t.begin(&2).is_ok());
+        // Full: a new key proceeds, uncounted, as often as it likes; the table stays bounded.
+        for _ in 0..5 {
+            let s = t.begin(&3).expect("untracked");
+            assert!(!s.tracked());
+        }
+        assert_eq!((t.len(), t.failures(&3)), (2, 0));
+        // Tracked keys are still counted and locked: nothing was evicted.
+        assert!(matches!(t.begin(&1), Err(Refused::Locked { .. })));
+        assert!(matches!(t.begin(&2), Err(Refused::Locked { .. })));
+        // The default stays fail closed.
+        let closed = Throttle::new(policy(1, 1));
+        assert!(closed.begin(&1).is_ok());
+        assert_eq!(closed.begin(&2), Err(Refused::Full));
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct CentreServer {
     pub response_key: String,
     pub client: reqwest::Client,
     pub database: Option<String>,
+    /// Where the centre's stderr (its log) goes.
+    pub log_path: std::path::PathBuf,
     _tmp: tempfile::TempDir,
 }
 
@@ -64,9 +66,18 @@ impl CentreServer {
         if let Some(url) = database {
             cmd.env("KEYBRIDGE_CENTRE_DATABASE", url);
         }
+        // Its log, for tests that check what it says (and never says); outside the data
+        // directory, which the centre narrows to 0700.
+        let log_path = tmp.path().join("centre.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log");
         let mut child = cmd
+            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn");
         let mut line = String::new();
@@ -76,7 +87,8 @@ impl CentreServer {
         let Some(base) = super::listening_base(&line) else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the centre did not start: {line:?}");
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            panic!("the centre did not start: {line:?}; log:\n{log}");
         };
         // From here on a panic drops the value, which ends the process.
         let mut c = CentreServer {
@@ -87,6 +99,7 @@ impl CentreServer {
             response_key: String::new(),
             client: super::client_trusting(ca_pem),
             database: database.map(str::to_owned),
+            log_path,
             _tmp: tmp,
         };
         let keys: Value = c
@@ -251,6 +264,11 @@ impl CentreServer {
             );
         }
         (status, headers, bytes)
+    }
+
+    /// What the centre has logged so far (stderr; no colour codes, it is not a terminal).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     pub fn kill(&mut self) {
