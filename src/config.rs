@@ -106,6 +106,10 @@ pub struct HttpConfig {
     pub fd_reserve: u64,
     /// How long a shutdown waits for requests in progress.
     pub shutdown_timeout_seconds: f64,
+    /// Host names the API answers to in the `Host` header, besides IP addresses and
+    /// `localhost` (the guard against DNS rebinding). Empty: any name once `[api]
+    /// password_hash` is set, none but those while the default password is in use.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -119,6 +123,7 @@ impl Default for HttpConfig {
             max_connections: d::DEFAULT_MAX_CONNECTIONS,
             fd_reserve: d::DEFAULT_FD_RESERVE,
             shutdown_timeout_seconds: d::DEFAULT_SHUTDOWN_TIMEOUT,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -143,6 +148,23 @@ impl HttpConfig {
             fd_reserve: self.fd_reserve,
             shutdown_timeout: s("shutdown_timeout_seconds", self.shutdown_timeout_seconds)?,
         })
+    }
+
+    /// The names the API answers to: with the default password (`default_password`) only IP
+    /// addresses, `localhost` and `allowed_hosts`; with a real one, any name unless
+    /// `allowed_hosts` lists some.
+    pub fn allowed_hosts(
+        &self,
+        default_password: bool,
+    ) -> Result<crate::web::server::AllowedHosts, String> {
+        let hint = if self.allowed_hosts.is_empty() {
+            "with the default API password only IP addresses and localhost are answered (a guard \
+             against DNS rebinding); set [api] password_hash, or list the name in [http] allowed_hosts"
+        } else {
+            "only IP addresses, localhost and the names in [http] allowed_hosts are answered"
+        };
+        crate::web::server::AllowedHosts::new(default_password, &self.allowed_hosts, hint)
+            .map_err(|e| format!("[http] allowed_hosts: {e}"))
     }
 }
 

@@ -178,6 +178,7 @@ fn exception_for(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "EHTTPNotFound",
         StatusCode::METHOD_NOT_ALLOWED => "EHTTPMethodNotAllowed",
         StatusCode::PAYLOAD_TOO_LARGE => "EHTTPPayloadTooLarge",
+        StatusCode::MISDIRECTED_REQUEST => "EHTTPMisdirectedRequest",
         StatusCode::SERVICE_UNAVAILABLE => "EServiceUnavailable",
         s if s.is_server_error() => "EInternalError",
         s if s.is_client_error() => "EBadRequest",

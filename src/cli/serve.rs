@@ -73,6 +73,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     };
 
     let limits = config.http.limits()?;
+    let hosts = config.http.allowed_hosts(default_password)?;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
         (Some(cert), Some(key)) => {
             Some(web::tls::acceptor(cert, key).map_err(|e| format!("[api] TLS: {e}"))?)
@@ -91,6 +92,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             listen,
             limits,
             tls,
+            hosts,
         },
         &data_dir,
         args.demo,
@@ -109,6 +111,8 @@ struct Serving {
     listen: SocketAddr,
     limits: web::server::Limits,
     tls: web::server::Tls,
+    /// The names the API answers to in `Host` (the DNS-rebinding guard).
+    hosts: web::server::AllowedHosts,
 }
 
 async fn serve(
@@ -218,6 +222,7 @@ async fn serve(
         timeout: serving.limits.request_timeout,
         // The API's parameters stop reading at their own 64 KiB (api::params::MAX_BODY).
         max_body: None,
+        hosts: serving.hosts,
     };
     let app = api::router(state, limits);
     web::server::serve(
