@@ -214,14 +214,65 @@ impl UsbConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CentreConfig {
-    /// The licensing centre activations and updates go to, e.g. `http://centre.example:9100`.
+    /// The licensing centre activations and updates go to, e.g. `https://centre.example:9100`.
     pub url: Option<String>,
     /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
     pub ca_file: Option<PathBuf>,
     /// The centre's response key (PEM, from `keybridge centre key-public --response`): the
-    /// host accepts only answers signed by it. Unset, answers are trusted on the licence
-    /// signature alone (a warning says so).
+    /// host accepts only answers signed by it. Required for a centre off loopback; unset for
+    /// one on loopback, answers are trusted on the licence signature alone (a warning says so).
     pub response_key: Option<PathBuf>,
+    /// Allow a plain `http://` centre off loopback (a TLS-terminating proxy between, say).
+    pub insecure_http: bool,
+}
+
+impl CentreConfig {
+    /// Refuses a centre URL that would send activation codes and ITNs where anyone on the
+    /// way could read or answer them: plain HTTP off loopback (unless `insecure_http`), and a
+    /// centre off loopback whose answers the host could not check (no `response_key`).
+    pub fn check(&self) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("[centre] url {url:?}: {e}"))?;
+        let Some(host) = parsed.host_str() else {
+            return Err(format!(
+                "[centre] url {url:?}: must be http:// or https:// and name a host"
+            ));
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" if self.insecure_http => tracing::warn!(
+                "the centre at {url} is reached over plain HTTP ([centre] insecure_http): activation codes and ITNs cross the network unencrypted"
+            ),
+            "http" => {
+                return Err(format!(
+                    "[centre] url {url:?}: plain HTTP to a centre off loopback would send activation codes \
+                     and ITNs unencrypted; use https://, or set [centre] insecure_http = true if a \
+                     TLS-terminating proxy or a private link protects the traffic"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "[centre] url {url:?}: scheme {other:?}; must be http:// or https://"
+                ))
+            }
+        }
+        if !loopback && self.response_key.is_none() {
+            return Err(format!(
+                "[centre] response_key is required for a centre off loopback ({url}): without it the \
+                 host could not tell the centre's answers from anyone else's; get the key with \
+                 `keybridge centre key-public --response` on the centre"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
