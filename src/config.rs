@@ -106,6 +106,10 @@ pub struct HttpConfig {
     pub fd_reserve: u64,
     /// How long a shutdown waits for requests in progress.
     pub shutdown_timeout_seconds: f64,
+    /// Host names the API answers to in the `Host` header, besides IP addresses and
+    /// `localhost` (the guard against DNS rebinding). Empty: any name once `[api]
+    /// password_hash` is set, none but those while the default password is in use.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -119,6 +123,7 @@ impl Default for HttpConfig {
             max_connections: d::DEFAULT_MAX_CONNECTIONS,
             fd_reserve: d::DEFAULT_FD_RESERVE,
             shutdown_timeout_seconds: d::DEFAULT_SHUTDOWN_TIMEOUT,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -143,6 +148,23 @@ impl HttpConfig {
             fd_reserve: self.fd_reserve,
             shutdown_timeout: s("shutdown_timeout_seconds", self.shutdown_timeout_seconds)?,
         })
+    }
+
+    /// The names the API answers to: with the default password (`default_password`) only IP
+    /// addresses, `localhost` and `allowed_hosts`; with a real one, any name unless
+    /// `allowed_hosts` lists some.
+    pub fn allowed_hosts(
+        &self,
+        default_password: bool,
+    ) -> Result<crate::web::server::AllowedHosts, String> {
+        let hint = if self.allowed_hosts.is_empty() {
+            "with the default API password only IP addresses and localhost are answered (a guard \
+             against DNS rebinding); set [api] password_hash, or list the name in [http] allowed_hosts"
+        } else {
+            "only IP addresses, localhost and the names in [http] allowed_hosts are answered"
+        };
+        crate::web::server::AllowedHosts::new(default_password, &self.allowed_hosts, hint)
+            .map_err(|e| format!("[http] allowed_hosts: {e}"))
     }
 }
 
@@ -192,14 +214,65 @@ impl UsbConfig {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct CentreConfig {
-    /// The licensing centre activations and updates go to, e.g. `http://centre.example:9100`.
+    /// The licensing centre activations and updates go to, e.g. `https://centre.example:9100`.
     pub url: Option<String>,
     /// CA certificates (PEM) trusted for an `https://` centre, besides the system's.
     pub ca_file: Option<PathBuf>,
     /// The centre's response key (PEM, from `keybridge centre key-public --response`): the
-    /// host accepts only answers signed by it. Unset, answers are trusted on the licence
-    /// signature alone (a warning says so).
+    /// host accepts only answers signed by it. Required for a centre off loopback; unset for
+    /// one on loopback, answers are trusted on the licence signature alone (a warning says so).
     pub response_key: Option<PathBuf>,
+    /// Allow a plain `http://` centre off loopback (a TLS-terminating proxy between, say).
+    pub insecure_http: bool,
+}
+
+impl CentreConfig {
+    /// Refuses a centre URL that would send activation codes and ITNs where anyone on the
+    /// way could read or answer them: plain HTTP off loopback (unless `insecure_http`), and a
+    /// centre off loopback whose answers the host could not check (no `response_key`).
+    pub fn check(&self) -> Result<(), String> {
+        let Some(url) = &self.url else {
+            return Ok(());
+        };
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("[centre] url {url:?}: {e}"))?;
+        let Some(host) = parsed.host_str() else {
+            return Err(format!(
+                "[centre] url {url:?}: must be http:// or https:// and name a host"
+            ));
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        };
+        match parsed.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            "http" if self.insecure_http => tracing::warn!(
+                "the centre at {url} is reached over plain HTTP ([centre] insecure_http): activation codes and ITNs cross the network unencrypted"
+            ),
+            "http" => {
+                return Err(format!(
+                    "[centre] url {url:?}: plain HTTP to a centre off loopback would send activation codes \
+                     and ITNs unencrypted; use https://, or set [centre] insecure_http = true if a \
+                     TLS-terminating proxy or a private link protects the traffic"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "[centre] url {url:?}: scheme {other:?}; must be http:// or https://"
+                ))
+            }
+        }
+        if !loopback && self.response_key.is_none() {
+            return Err(format!(
+                "[centre] response_key is required for a centre off loopback ({url}): without it the \
+                 host could not tell the centre's answers from anyone else's; get the key with \
+                 `keybridge centre key-public --response` on the centre"
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -333,6 +333,12 @@ async fn offline_request_fulfil_import() {
 
     let out = request(&code, &["--itn", "1234567890"]);
     assert!(out.status.success(), "{}", stdout(&out));
+    // It carries the code and the ITN (the restore proof): readable by its owner only.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&req).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+    }
     let out = c.cli(&["centre", "fulfil", r, "--out", l]);
     assert!(out.status.success(), "{}", stdout(&out));
     let out = s.cli(&["licence", "import", l]);
@@ -569,6 +575,21 @@ async fn update_reissues_superseded_licences() {
     );
     let forged_path = s.data.join(format!("{KEY_ID}.7131999.licence"));
     std::fs::write(&forged_path, &forged).expect("write");
+    // A real forgery: it names the centre as signer, but another key signed it.
+    t["key_no"] = json!(7_131_998);
+    let payload = serde_json::to_vec(&t).expect("json");
+    let other = keybridge::crypto::KeyPair::generate()
+        .expect("key")
+        .to_pkcs8_pem()
+        .expect("pem");
+    let fake = envelope(
+        "keybridge-licence/1",
+        signer.as_str().expect("signer"),
+        &payload,
+        &sign_v1(&other, &payload),
+    );
+    let fake_path = s.data.join(format!("{KEY_ID}.7131998.licence"));
+    std::fs::write(&fake_path, &fake).expect("write");
 
     let mut s = Server::launch(&s.dir.clone(), &Opts::default());
     s.wait_ready().await;
@@ -589,6 +610,15 @@ async fn update_reissues_superseded_licences() {
             "{l}"
         );
     }
+    let l = s.get("/api/licences/7131998").await.json();
+    assert_eq!(l["Workable"], false, "{l}");
+    assert!(
+        l["OpenError"]
+            .as_str()
+            .expect("e")
+            .contains("format-1 signature does not verify"),
+        "{l}"
+    );
     let before = licence_files(&s.data);
 
     let r = s.post("/api/licences/update", json!({})).await;
@@ -609,6 +639,87 @@ async fn update_reissues_superseded_licences() {
     assert_eq!(std::fs::read(&forged_path).expect("read"), forged);
     assert_eq!(licence_files(&s.data), before);
     assert!(s.log().contains("7131999 not updated"), "{}", s.log());
+    // The real forgery never reached the centre: nothing refused it there.
+    assert_eq!(std::fs::read(&fake_path).expect("read"), fake);
+    assert!(
+        s.log().contains("672B.7131998 (")
+            && s.log().contains("not sent to the centre for re-issue"),
+        "{}",
+        s.log()
+    );
+    assert!(!s.log().contains("7131998 not updated"), "{}", s.log());
+}
+
+/// Forged format 1 files naming the centre as signer are not sent to it: each would be a
+/// failed proof, and a centre that throttles after one failure would then refuse this host's
+/// genuine updates too.
+#[tokio::test]
+async fn forged_format_1_files_do_not_get_the_host_throttled() {
+    let c = CentreServer::start_with(None, &["--proof-max-failures", "1"], None).await;
+    let key = c.response_key_file();
+    let (c, s) = setup_with(c, &key).await;
+    let code = c.code(json!({"key_id": "8A00", "licence_count": 1})).await;
+    assert_eq!(
+        s.post("/api/licences", activation(&code, None))
+            .await
+            .status,
+        201
+    );
+    let genuine = std::fs::read(s.data.join("8A00.5000000.licence")).expect("licence");
+    let env: Value = serde_json::from_slice(&genuine).expect("json");
+    let signer = env["signer"].as_str().expect("signer").to_owned();
+    let mut t: Value = serde_json::from_slice(
+        &keybridge::crypto::unb64(env["payload"].as_str().expect("payload")).expect("b64"),
+    )
+    .expect("terms");
+    let forger = keybridge::crypto::KeyPair::generate()
+        .expect("key")
+        .to_pkcs8_pem()
+        .expect("pem");
+    let mut s = s;
+    s.kill();
+    for key_no in 5_000_100..5_000_103u64 {
+        t["key_no"] = json!(key_no);
+        t["activation_code"] = json!(keybridge::centre::ActivationCode::generate().to_string());
+        let payload = serde_json::to_vec(&t).expect("json");
+        let doc = envelope(
+            "keybridge-licence/1",
+            &signer,
+            &payload,
+            &sign_v1(&forger, &payload),
+        );
+        std::fs::write(s.data.join(format!("8A00.{key_no}.licence")), doc).expect("write");
+    }
+    let mut s = Server::launch(
+        &s.dir.clone(),
+        &Opts {
+            demo: true,
+            config: host_config(&c, &key, None),
+        },
+    );
+    s.wait_ready().await;
+    for _ in 0..2 {
+        assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    }
+    // The genuine licence still gets its updates: the centre throttled nothing.
+    let out = c.cli(&[
+        "centre",
+        "code-extend",
+        "--code",
+        &code,
+        "--period-days",
+        "9",
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
+    let log = s.log();
+    assert!(!log.contains("not updated"), "{log}");
+    assert_eq!(
+        log.matches("not sent to the centre for re-issue").count(),
+        9,
+        "three files, three updates: {log}"
+    );
 }
 
 /// Update asks the centre only about the licences it issued: the demo's licences (another
@@ -642,4 +753,131 @@ async fn update_asks_only_about_the_centres_own_licences() {
     assert_eq!(r.status, 200);
     assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
     assert!(!s.log().contains("not updated"), "{}", s.log());
+}
+
+/// Something answering in the centre's place (a compromised proxy, a wrong URL) that sends
+/// an endless answer: the host reads at most 1 MiB of it and gives up, whether the answer
+/// declares its length or streams without one.
+#[tokio::test]
+async fn an_oversized_centre_answer_is_refused_without_reading_it_all() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let sent = Arc::new(AtomicU64::new(0));
+    let declared = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sent2, declared2) = (sent.clone(), declared.clone());
+    let fake = tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else {
+                return;
+            };
+            let (sent, declared) = (sent2.clone(), declared2.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                // 64 MiB: with a declared length, or chunked.
+                let total: u64 = 64 * 1024 * 1024;
+                let with_length = declared.load(Ordering::SeqCst);
+                let answer = if with_length {
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {total}\r\n\r\n")
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+                };
+                if c.write_all(answer.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b' '; 64 * 1024];
+                let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), &piece, b"\r\n"].concat();
+                let mut n = 0;
+                while n < total {
+                    let bytes: &[u8] = if with_length { &piece } else { &chunk };
+                    if c.write_all(bytes).await.is_err() {
+                        return;
+                    }
+                    n += piece.len() as u64;
+                    sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let s = Server::start(Opts {
+        demo: false,
+        config: format!("[centre]\nurl = \"http://{addr}\"\n[usb]\nenabled = false\n"),
+    })
+    .await;
+    for with_length in [false, true] {
+        declared.store(with_length, Ordering::SeqCst);
+        sent.store(0, Ordering::SeqCst);
+        let r = s.post("/api/licences/update", json!({})).await;
+        r.assert_error(503, "ECentreUnavailable");
+        let msg = r.json()["Message"].as_str().expect("Message").to_owned();
+        assert!(msg.contains("larger than 1048576 bytes"), "{msg}");
+        // The host stopped reading: what went out is the cap plus what socket buffers held,
+        // far from the 64 MiB on offer.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let n = sent.load(Ordering::SeqCst);
+        assert!(n < 16 * 1024 * 1024, "{n} bytes were taken");
+    }
+    fake.abort();
+}
+
+/// Parallel activations onto one blank USB key: one goes ahead, the others are refused
+/// (409) before they reach the centre, so exactly one code is bound there and the others
+/// stay unused rather than lost.
+#[tokio::test]
+async fn parallel_activations_onto_one_blank_bind_one_code() {
+    let (c, s) = setup().await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        codes.push(c.code(json!({"key_id": "8A00", "licence_count": 1})).await);
+    }
+    let answers = futures::future::join_all(
+        codes
+            .iter()
+            .map(|code| s.post("/api/licences", activation(code, Some(BLANK_SERIAL)))),
+    )
+    .await;
+    let mut created = 0;
+    let mut in_progress = 0;
+    for r in &answers {
+        match r.status {
+            201 => created += 1,
+            409 => {
+                r.assert_error(409, "EActivationInProgress");
+                assert!(
+                    r.json()["Message"]
+                        .as_str()
+                        .expect("m")
+                        .contains(&BLANK_SERIAL.to_string()),
+                    "{}",
+                    r.json()
+                );
+                in_progress += 1;
+            }
+            // Arrived after the first had finished: the key is no longer blank.
+            _ => r.assert_error(400, "EKeyNotBlank"),
+        }
+    }
+    let list = stdout(&c.cli(&["centre", "code-list"]));
+    let activated = list.lines().filter(|l| l.contains("activated")).count();
+    assert_eq!(activated, 1, "codes bound at the centre: {list}");
+    assert_eq!(created, 1);
+    assert!(in_progress >= 1, "no two activations overlapped");
+    // The refused codes are unused: each still activates (as a software key, here).
+    for (code, r) in codes.iter().zip(&answers) {
+        if r.status != 201 {
+            let r = s.post("/api/licences", activation(code, None)).await;
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        }
+    }
 }

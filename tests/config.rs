@@ -107,3 +107,118 @@ fn nan_and_huge_numbers_in_a_driver_file_name_the_file_and_key() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// A public key PEM file for `[centre] response_key`.
+fn response_key_file(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("centre-response.pem");
+    let key = keybridge::crypto::KeyPair::generate().expect("key");
+    std::fs::write(&p, key.public_key().pem()).expect("write");
+    p
+}
+
+/// The host refuses at start to reach a centre off loopback over plain HTTP (unless
+/// `insecure_http`), or without the centre's response key; the message names the key to set.
+#[test]
+fn an_unprotected_centre_off_loopback_stops_the_host() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let rk = response_key_file(d.path());
+    let rk = rk.display();
+    for (config, says) in [
+        (
+            format!("[centre]\nurl = \"http://centre.example:9100\"\nresponse_key = \"{rk}\"\n"),
+            "[centre] insecure_http = true",
+        ),
+        (
+            format!("[centre]\nurl = \"http://10.0.0.5:9100\"\nresponse_key = \"{rk}\"\n"),
+            "[centre] insecure_http = true",
+        ),
+        (
+            "[centre]\nurl = \"https://centre.example:9100\"\n".to_owned(),
+            "[centre] response_key is required",
+        ),
+        (
+            "[centre]\nurl = \"http://centre.example:9100\"\ninsecure_http = true\n".to_owned(),
+            "keybridge centre key-public --response",
+        ),
+        (
+            "[centre]\nurl = \"ftp://centre.example\"\n".to_owned(),
+            "must be http:// or https://",
+        ),
+    ] {
+        let (ok, stderr) = serve_with(d.path(), &config);
+        assert!(!ok, "{config}");
+        assert!(stderr.contains(says), "{config}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_protected_or_loopback_centre_is_accepted() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let rk = response_key_file(d.path());
+    let rk = rk.display();
+    for (config, log) in [
+        // TLS and the response key.
+        (
+            format!("[centre]\nurl = \"https://centre.example:9100\"\nresponse_key = \"{rk}\"\n"),
+            None,
+        ),
+        // Plain HTTP off loopback, said so, with the response key.
+        (
+            format!(
+                "[centre]\nurl = \"http://192.0.2.1:9100\"\ninsecure_http = true\nresponse_key = \"{rk}\"\n"
+            ),
+            Some("insecure_http"),
+        ),
+        // Loopback (tests, the demo): neither needed; the missing key is warned about.
+        (
+            "[centre]\nurl = \"http://127.0.0.1:9\"\n".to_owned(),
+            Some("trusted on the licence signature alone"),
+        ),
+        (
+            "[centre]\nurl = \"http://localhost:9\"\n".to_owned(),
+            Some("trusted on the licence signature alone"),
+        ),
+    ] {
+        let s = Server::start(Opts {
+            demo: false,
+            config: format!("{config}[usb]\nenabled = false\n"),
+        })
+        .await;
+        if let Some(l) = log {
+            assert!(s.log().contains(l), "{config}: {}", s.log());
+        }
+    }
+}
+
+/// The data directory is made 0750 (the group reaches the control socket; nobody else reads
+/// licence files and their codes and ITNs); an existing wider one is narrowed at start, and
+/// the log says so.
+#[tokio::test]
+async fn the_data_directory_is_0750() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+    let s = Server::start(Opts {
+        demo: true,
+        config: String::new(),
+    })
+    .await;
+    // Made by the host: 0750 (or narrower, by the umask).
+    assert_eq!(mode(&s.data) & !0o750, 0, "{:o}", mode(&s.data));
+    assert!(!s.log().contains("permissions narrowed"));
+    let mut s = s;
+    let tmp = s.keep_dir();
+    s.kill();
+    // Made 0755 by an older version (or by hand): narrowed at the next start.
+    std::fs::set_permissions(&s.data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut s = Server::launch(&s.dir.clone(), &Opts::default());
+    s.wait_ready().await;
+    assert_eq!(mode(&s.data), 0o750);
+    assert!(
+        s.log().contains("permissions narrowed from 755 to 750"),
+        "{}",
+        s.log()
+    );
+    s.kill();
+    drop(tmp);
+}

@@ -168,7 +168,7 @@ async fn busy_hash_workers_answer_503_without_counting() {
 }
 
 #[tokio::test]
-async fn the_lockout_ends_with_its_window_and_success_clears() {
+async fn the_lockout_ends_with_its_window_and_a_hashed_success_clears() {
     let s = host("[api]\nmax_failed_logins = 2\nlogin_window_seconds = 2\n").await;
     let wrong = |pw: &'static str| {
         let s = &s;
@@ -178,15 +178,48 @@ async fn the_lockout_ends_with_its_window_and_success_clears() {
                 .assert_error(401, "EHTTPUnauthorized")
         }
     };
-    // A success between failures clears them.
+    // A success whose hash ran (the first with this header) clears a failure; the same
+    // header again, remembered, passes without clearing one.
     wrong("a").await;
     assert_eq!(s.get("/api").await.status, 200);
     wrong("b").await;
     assert_eq!(s.get("/api").await.status, 200);
-    // Two in a row lock the address, the right password included.
+    // With "b" still counted, one more locks the address, the right password included.
     wrong("c").await;
-    wrong("d").await;
     s.get("/api").await.assert_error(401, "EHTTPUnauthorized");
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     assert_eq!(s.get("/api").await.status, 200);
+}
+
+/// Behind a shared NAT a guesser and a legitimate client have one address. The legitimate
+/// client's remembered (cached) header must not wipe the guesser's failures: after 9 wrong
+/// guesses, one request with the right password, and 2 more guesses, the address is locked
+/// out.
+#[tokio::test]
+async fn a_remembered_right_password_does_not_reset_the_guessers_count() {
+    let s = host("[api]\nmax_failed_logins = 10\nlogin_window_seconds = 600\n").await;
+    // The legitimate client: hashed once, remembered from here on.
+    assert_eq!(s.get("/api/licences").await.status, 200);
+    for i in 0..9 {
+        s.request("GET", "/api", None, Some((USER, &format!("nat-{i}"))), None)
+            .await
+            .assert_error(401, "EHTTPUnauthorized");
+    }
+    // The legitimate client again, with the remembered header: served …
+    assert_eq!(s.get("/api/licences").await.status, 200);
+    // … and the guesser goes on counting from 9.
+    s.request("GET", "/api", None, Some((USER, "nat-9")), None)
+        .await
+        .assert_error(401, "EHTTPUnauthorized");
+    let r = s
+        .request("GET", "/api", None, Some((USER, "nat-10")), None)
+        .await;
+    r.assert_error(401, "EHTTPUnauthorized");
+    let msg = r.json()["Message"].as_str().expect("Message").to_owned();
+    assert!(msg.contains("too many failed logins"), "{msg}");
+    // Locked out: the right password too, until the window ends.
+    s.get("/api/licences")
+        .await
+        .assert_error(401, "EHTTPUnauthorized");
+    assert_eq!(logged_counts(&s, FAILED), (1..=10).collect::<Vec<u32>>());
 }

@@ -66,6 +66,16 @@ pub enum CentreCommand {
         /// Deliberately a flag only, with no environment variable.
         #[arg(long)]
         insecure_http: bool,
+        /// A host name the centre answers to in the `Host` header besides IP addresses and
+        /// localhost (repeatable). Without --admin-password-hash only those are answered (a
+        /// guard against DNS rebinding); with it, any name unless this is given.
+        #[arg(
+            long = "allowed-host",
+            env = "KEYBRIDGE_CENTRE_ALLOWED_HOSTS",
+            value_delimiter = ',',
+            value_name = "NAME"
+        )]
+        allowed_host: Vec<String>,
         #[command(flatten)]
         http: CentreHttpArgs,
         #[command(flatten)]
@@ -320,6 +330,7 @@ impl CentreHttpArgs {
             request: server::RequestLimits {
                 timeout: request_timeout,
                 max_body: Some(self.max_body_bytes),
+                hosts: Default::default(),
             },
         })
     }
@@ -339,6 +350,7 @@ impl Default for CentreLimits {
             request: server::RequestLimits {
                 timeout: server.request_timeout,
                 max_body: Some(DEFAULT_CENTRE_MAX_BODY),
+                hosts: Default::default(),
             },
             server,
         }
@@ -368,13 +380,23 @@ pub fn run(cmd: CentreCommand) -> CliResult {
     let rt = runtime()?;
     let done = rt.block_on(async move {
         match cmd {
-            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, http, data, proofs } => {
+            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, allowed_host, http, data, proofs } => {
                 if admin_password_hash.is_none() && !listen.ip().is_loopback() {
                     return Err(format!(
                         "refusing to listen on {listen} with the default admin password; pass --admin-password-hash"
                     ));
                 }
-                let limits = http.limits()?;
+                let mut limits = http.limits()?;
+                limits.request.hosts = server::AllowedHosts::new(
+                    admin_password_hash.is_none(),
+                    &allowed_host,
+                    if allowed_host.is_empty() {
+                        "with the default admin password only IP addresses and localhost are answered (a guard against DNS rebinding); pass --admin-password-hash, or --allowed-host NAME"
+                    } else {
+                        "only IP addresses, localhost and the --allowed-host names are answered"
+                    },
+                )
+                .map_err(|e| format!("--allowed-host: {e}"))?;
                 let tls = match (&tls_cert, &tls_key) {
                     (Some(cert), Some(key)) => Some(tls::acceptor(cert, key).map_err(|e| format!("TLS: {e}"))?),
                     (None, None) => None,

@@ -73,6 +73,8 @@ pub fn run(args: ServeArgs) -> CliResult {
     };
 
     let limits = config.http.limits()?;
+    let hosts = config.http.allowed_hosts(default_password)?;
+    config.centre.check()?;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
         (Some(cert), Some(key)) => {
             Some(web::tls::acceptor(cert, key).map_err(|e| format!("[api] TLS: {e}"))?)
@@ -91,6 +93,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             listen,
             limits,
             tls,
+            hosts,
         },
         &data_dir,
         args.demo,
@@ -109,6 +112,8 @@ struct Serving {
     listen: SocketAddr,
     limits: web::server::Limits,
     tls: web::server::Tls,
+    /// The names the API answers to in `Host` (the DNS-rebinding guard).
+    hosts: web::server::AllowedHosts,
 }
 
 async fn serve(
@@ -118,7 +123,15 @@ async fn serve(
     demo_mode: bool,
     hash: PasswordHash,
 ) -> CliResult {
-    crate::store::atomic::ensure_dir(data_dir).map_err(|e| e.to_string())?;
+    // 0750: licence files hold their codes and ITNs; the group reaches the control socket.
+    let narrowed =
+        crate::store::atomic::ensure_dir_narrowed(data_dir).map_err(|e| e.to_string())?;
+    if let Some((old, new)) = narrowed {
+        tracing::warn!(
+            "data directory {}: permissions narrowed from {old:o} to {new:o} (licence files hold activation codes and ITNs)",
+            data_dir.display()
+        );
+    }
     // Absolute, so FileName in the API and paths in logs are unambiguous.
     let data_dir =
         &std::fs::canonicalize(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
@@ -218,6 +231,7 @@ async fn serve(
         timeout: serving.limits.request_timeout,
         // The API's parameters stop reading at their own 64 KiB (api::params::MAX_BODY).
         max_body: None,
+        hosts: serving.hosts,
     };
     let app = api::router(state, limits);
     web::server::serve(

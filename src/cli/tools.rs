@@ -244,7 +244,8 @@ pub fn licence_request(
         },
     };
     let bytes = serde_json::to_vec_pretty(&request).map_err(|e| e.to_string())?;
-    crate::store::atomic::write(out, &bytes, 0o644).map_err(|e| e.to_string())?;
+    // It carries the activation code and the ITN (the restore proof): the user's eyes only.
+    crate::store::atomic::write(out, &bytes, 0o600).map_err(|e| e.to_string())?;
     println!("activation request written to {}", out.display());
     Ok(ExitCode::SUCCESS)
 }

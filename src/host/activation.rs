@@ -21,6 +21,23 @@ pub struct ActivationInput {
     pub blank_key_no: Option<u64>,
 }
 
+/// An activation onto a blank USB key under way; dropping it (success, error, or the request
+/// going away) ends it.
+struct BlankClaim<'a> {
+    host: &'a Host,
+    serial: u64,
+}
+
+impl Drop for BlankClaim<'_> {
+    fn drop(&mut self) {
+        self.host
+            .activating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.serial);
+    }
+}
+
 impl Host {
     fn centre(&self) -> Result<&super::centre_client::CentreClient, HostError> {
         self.centre.as_ref().ok_or(HostError::CentreNotConfigured)
@@ -32,6 +49,12 @@ impl Host {
         let code =
             ActivationCode::parse(&input.code).map_err(|e| HostError::Invalid(e.to_string()))?;
         let centre = self.centre()?;
+        // Held until the licence is installed: a second activation onto the same blank would
+        // bind its code at the centre too, and then find the key taken — the code lost.
+        let _claimed = match input.blank_key_no {
+            Some(serial) => Some(self.claim_blank(serial)?),
+            None => None,
+        };
         let (binding, proof, challenge) = match input.blank_key_no {
             None => (Binding::Computer(self.computer_id.clone()), None, None),
             Some(serial) => {
@@ -57,6 +80,19 @@ impl Host {
         let doc = centre.activate(&body).await?;
         let terms = self.install_licence(doc).await?;
         self.licence(terms.key_no)
+    }
+
+    /// Marks an activation onto blank `serial` as under way, until the guard is dropped; a
+    /// second one meanwhile is refused.
+    fn claim_blank(&self, serial: u64) -> Result<BlankClaim<'_>, HostError> {
+        let mut a = self
+            .activating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !a.insert(serial) {
+            return Err(HostError::ActivationInProgress(serial));
+        }
+        Ok(BlankClaim { host: self, serial })
     }
 
     /// The binding for a licence onto blank USB key `serial`, which must be attached and blank.
@@ -93,7 +129,8 @@ impl Host {
     }
 
     /// Asks the centre for the current version of every licence, restoring onto this machine
-    /// those whose ComputerID changed, and re-issuing superseded (format 1) files. Each
+    /// those whose ComputerID changed, and re-issuing superseded (format 1) files whose old
+    /// signature a trusted centre key made (a forged one is skipped, never sent). Each
     /// request carries the proof the centre asks for, taken from the licence itself: its
     /// activation code (and, for a restore, its ITN and IEC). Every answer is gathered before
     /// anything is installed, so an unreachable centre changes nothing. Only licences the
@@ -131,6 +168,17 @@ impl Host {
                     centre.restore(&held, &actual).await
                 }
             } else if let Some(c) = &e.claim {
+                if !e.claim_signed {
+                    // A forgery (or damage): asking would only spend failed proofs at the
+                    // centre, which then throttles this host.
+                    tracing::warn!(
+                        "licence {}.{} ({}) not sent to the centre for re-issue: its format-1 signature does not verify against a trusted centre key",
+                        c.key_id,
+                        c.key_no,
+                        e.file_name
+                    );
+                    continue;
+                }
                 self.reissue(centre, c, &actual).await
             } else {
                 continue;

@@ -16,6 +16,10 @@ use std::time::Duration;
 /// How long one centre call may take before the host reports the centre unreachable.
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Largest answer read from the centre. Its answers are a licence file or a key in JSON, a
+/// few KiB; whoever answers in its place must not make the host buffer without end.
+pub const MAX_ANSWER: usize = 1024 * 1024;
+
 pub(super) struct CentreClient {
     base: String,
     http: reqwest::Client,
@@ -100,11 +104,7 @@ impl CentreClient {
             .get(SIGNATURE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| self.unreachable(e.to_string()))?
-            .to_vec();
+        let bytes = self.read_capped(r).await?;
         let bytes = self
             .verify(query_id.into_bytes(), echoed, status, signature, bytes)
             .await?;
@@ -118,6 +118,31 @@ impl CentreClient {
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("HTTP {status}")),
             });
+        }
+        Ok(bytes)
+    }
+
+    /// The answer's body, read chunk by chunk up to [`MAX_ANSWER`]; a longer one (declared
+    /// or sent) is refused without reading the rest.
+    async fn read_capped(&self, mut r: reqwest::Response) -> Result<Vec<u8>, HostError> {
+        let too_large = || {
+            self.unreachable(format!(
+                "its answer is larger than {MAX_ANSWER} bytes; refused"
+            ))
+        };
+        if r.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = r
+            .chunk()
+            .await
+            .map_err(|e| self.unreachable(error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         Ok(bytes)
     }

@@ -33,10 +33,12 @@ impl Host {
         let key = match probed {
             Ok((info, doc)) => {
                 let signer = doc.as_deref().and_then(super::keys::envelope_signer);
-                let (terms, open_error, claim) = match doc {
-                    None => (None, None, None),
-                    Some(doc) => self.open_device_licence(&doc, info.serial),
-                };
+                let DeviceLicence {
+                    terms,
+                    open_error,
+                    claim,
+                    claim_signed,
+                } = self.open_device_licence(doc, info.serial).await;
                 UsbKey {
                     device_id: device_id.clone(),
                     driver: driver.into(),
@@ -48,6 +50,7 @@ impl Host {
                     open_error,
                     claim,
                     signer,
+                    claim_signed,
                     slot: Some(slot),
                 }
             }
@@ -62,6 +65,7 @@ impl Host {
                 open_error: Some(format!("probe failed: {e}")),
                 claim: None,
                 signer: None,
+                claim_signed: false,
                 slot: Some(slot),
             },
         };
@@ -96,30 +100,26 @@ impl Host {
         known
     }
 
-    fn open_device_licence(
-        &self,
-        doc: &[u8],
-        serial: u64,
-    ) -> (Option<LicenceTerms>, Option<String>, Option<licence::Claim>) {
-        match licence::open(doc, &self.trust) {
-            Ok(t) => {
-                let err = t
-                    .check_binding(&Binding::Device(serial))
-                    .err()
-                    .map(|e| e.to_string());
-                (Some(t), err, None)
-            }
-            // A superseded licence keeps what it claims, for update to re-issue it.
-            Err(e @ licence::LicenceError::Superseded) => {
-                (None, Some(e.to_string()), licence::claim(doc))
-            }
-            Err(e) => (None, Some(e.to_string()), None),
-        }
+    /// Opens the licence a USB key holds (if any), on the blocking pool (RSA).
+    async fn open_device_licence(&self, doc: Option<Vec<u8>>, serial: u64) -> DeviceLicence {
+        let Some(doc) = doc else {
+            return DeviceLicence::default();
+        };
+        let trust = self.trust.clone();
+        blocking(move || Ok(DeviceLicence::open(&doc, serial, &trust)))
+            .await
+            .unwrap_or_else(|e| DeviceLicence {
+                open_error: Some(e.to_string()),
+                ..DeviceLicence::default()
+            })
     }
 
-    /// Plugs in a simulated key (a new serial makes a blank).
+    /// Plugs in a simulated key (a new serial makes a blank). Plugging makes the key's
+    /// device key and certificate the first time (RSA) and writes its image (fsync): on the
+    /// blocking pool.
     pub async fn sim_plug(&self, serial: u64) -> Result<DeviceSummary, HostError> {
-        let dev = self.sim.plug(serial).map_err(sim_error)?;
+        let sim = self.sim.clone();
+        let dev = blocking(move || sim.plug(serial).map_err(sim_error)).await?;
         self.attach_device(SimBus::device_id(serial), "sim", Box::new(dev))
             .await
     }
@@ -144,7 +144,12 @@ impl Host {
     /// onto the attached blank when it is bound to a USB key. Checked before anything is
     /// written, so a refused licence changes nothing.
     pub async fn install_licence(&self, doc: Vec<u8>) -> Result<LicenceTerms, HostError> {
-        let terms = licence::open(&doc, &self.trust)?;
+        let trust = self.trust.clone();
+        let (doc, terms) = blocking(move || {
+            let terms = licence::open(&doc, &trust)?;
+            Ok((doc, terms))
+        })
+        .await?;
         match terms.binding.clone() {
             Binding::Computer(_) => {
                 terms.check_binding(&Binding::Computer(self.computer_id.clone()))?;
@@ -168,9 +173,10 @@ impl Host {
                         .terms
                         .as_ref()
                         .is_some_and(|t| t.key_id == terms.key_id && t.key_no == terms.key_no)
-                        || k.claim
-                            .as_ref()
-                            .is_some_and(|c| c.key_id == terms.key_id && c.key_no == terms.key_no);
+                        || k.claim_signed
+                            && k.claim.as_ref().is_some_and(|c| {
+                                c.key_id == terms.key_id && c.key_no == terms.key_no
+                            });
                     if !k.blank && !same_key {
                         return Err(HostError::DeviceNotBlank(serial));
                     }
@@ -203,16 +209,14 @@ impl Host {
             .await
             .map_err(|e| HostError::Internal(e.to_string()))?;
         let signer = doc.as_deref().and_then(super::keys::envelope_signer);
-        let (terms, open_error, claim) = match doc {
-            Some(doc) => self.open_device_licence(&doc, info.serial),
-            None => (None, None, None),
-        };
+        let opened = self.open_device_licence(doc, info.serial).await;
         let mut usb = self.usb.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(k) = usb.iter_mut().find(|k| k.device_id == device_id) {
             k.blank = info.blank;
-            k.terms = terms;
-            k.open_error = open_error;
-            k.claim = claim;
+            k.terms = opened.terms;
+            k.open_error = opened.open_error;
+            k.claim = opened.claim;
+            k.claim_signed = opened.claim_signed;
             k.signer = signer;
         }
         Ok(())
@@ -221,10 +225,49 @@ impl Host {
     /// Plugs in every simulated key whose image is in the data directory.
     pub async fn attach_sim_images(&self) -> Vec<(u64, Result<DeviceSummary, HostError>)> {
         let mut out = Vec::new();
-        for serial in self.sim.images() {
+        let sim = self.sim.clone();
+        // A directory scan: on the blocking pool.
+        let images = blocking(move || Ok(sim.images())).await.unwrap_or_default();
+        for serial in images {
             out.push((serial, self.sim_plug(serial).await));
         }
         out
+    }
+}
+
+/// What the licence on a USB key gave when opened.
+#[derive(Default)]
+struct DeviceLicence {
+    terms: Option<LicenceTerms>,
+    open_error: Option<String>,
+    /// What a superseded licence claims, for update to re-issue it …
+    claim: Option<licence::Claim>,
+    /// … if its format-1 signature verifies.
+    claim_signed: bool,
+}
+
+impl DeviceLicence {
+    /// Blocking: verifies signatures.
+    fn open(doc: &[u8], serial: u64, trust: &licence::TrustStore) -> DeviceLicence {
+        match licence::open(doc, trust) {
+            Ok(t) => DeviceLicence {
+                open_error: t
+                    .check_binding(&Binding::Device(serial))
+                    .err()
+                    .map(|e| e.to_string()),
+                terms: Some(t),
+                ..DeviceLicence::default()
+            },
+            Err(e) => {
+                let (claim, claim_signed, message) = super::keys::superseded(doc, &e, trust);
+                DeviceLicence {
+                    terms: None,
+                    open_error: Some(message),
+                    claim,
+                    claim_signed,
+                }
+            }
+        }
     }
 }
 
@@ -288,5 +331,68 @@ impl Host {
             .collect();
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{HostOptions, LeasePolicy};
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Plugging in a new simulated key makes RSA keys (the simulator's factory key, then the
+    /// device key) and writes its image. That runs on the blocking pool, so a runtime with a
+    /// single async thread goes on running its other tasks meanwhile.
+    #[test]
+    fn plugging_a_key_leaves_the_async_thread_free() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let host = Host::new(HostOptions {
+            data_dir: dir.path().into(),
+            computer_id: "0".repeat(40),
+            trust: licence::TrustStore::default(),
+            session_lease: LeasePolicy {
+                session: Duration::from_secs(300),
+                max_sessions: 10,
+                max_connections: 10,
+            },
+            memory_policy: crate::keymem::LockPolicy::default(),
+            centre_url: None,
+            centre_ca_file: None,
+            centre_response_key: None,
+        })
+        .expect("host");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let done = Arc::new(AtomicBool::new(false));
+            let stop = done.clone();
+            // On the one async thread: the longest it had to wait for its next turn.
+            let ticker = tokio::spawn(async move {
+                let mut worst = Duration::ZERO;
+                let mut last = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    let now = Instant::now();
+                    worst = worst.max(now - last);
+                    last = now;
+                }
+                worst
+            });
+            tokio::task::yield_now().await;
+            let started = Instant::now();
+            let plugged = host.sim_plug(4242).await.expect("plug");
+            let took = started.elapsed();
+            done.store(true, Ordering::SeqCst);
+            let worst = ticker.await.expect("ticker");
+            assert!(plugged.blank);
+            assert!(
+                worst < took / 2,
+                "the async thread was held for {worst:?} of the {took:?} the plug took"
+            );
+        });
     }
 }

@@ -34,6 +34,10 @@ pub enum HostError {
     DeviceNotAttached(u64),
     #[error("USB key {0} is not blank: it already holds a licence")]
     DeviceNotBlank(u64),
+    /// Another activation onto this blank is under way: both would bind a code at the
+    /// centre, and the one installed second would find the key no longer blank.
+    #[error("an activation onto USB key {0} is already in progress; wait for it to finish")]
+    ActivationInProgress(u64),
     #[error("{0}")]
     Invalid(String),
     #[error("storage: {0}")]

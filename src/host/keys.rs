@@ -22,6 +22,9 @@ pub(super) struct SoftwareKey {
     /// The fingerprint the envelope names as signer (untrusted): update asks a centre only
     /// about licences its licence key signed.
     pub signer: Option<String>,
+    /// Whether the superseded file's format-1 signature verifies against a trusted centre
+    /// key: only then does update ask the centre about its claim.
+    pub claim_signed: bool,
 }
 
 /// A USB key the host has seen during this run.
@@ -40,6 +43,8 @@ pub(super) struct UsbKey {
     pub claim: Option<licence::Claim>,
     /// The signer its envelope names (untrusted), as for files.
     pub signer: Option<String>,
+    /// Whether a superseded licence's format-1 signature verifies, as for files.
+    pub claim_signed: bool,
     /// The device while attached; `None` once unplugged.
     pub slot: Option<Arc<DeviceSlot>>,
 }
@@ -72,6 +77,8 @@ pub struct LicenceEntry {
     pub claim: Option<licence::Claim>,
     /// The signer fingerprint its envelope names (verified only when `terms` is `Some`).
     pub signer: Option<String>,
+    /// Whether `claim` comes with a valid format-1 signature of a trusted centre key.
+    pub claim_signed: bool,
 }
 
 /// The `signer` a licence envelope names, whatever its format; trusted for nothing.
@@ -83,6 +90,54 @@ pub(super) fn envelope_signer(bytes: &[u8]) -> Option<String> {
     serde_json::from_slice::<Loose>(bytes)
         .ok()
         .map(|l| l.signer)
+}
+
+/// Whether `bytes` is a format 1 licence file whose old signature — RSASSA-PKCS1-v1_5 with
+/// SHA-256 over the bare payload bytes — verifies against the trusted key it names. Such a
+/// file is still never opened (`licence::open` refuses format 1); this only decides whether
+/// update may ask the centre to re-issue it. A forged one would otherwise make every update
+/// spend failed proofs at the centre, and get this host throttled there. Blocking (RSA).
+pub(super) fn v1_signed(bytes: &[u8], trust: &TrustStore) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Loose {
+        format: String,
+        signer: String,
+        payload: String,
+        signature: String,
+    }
+    let Ok(env) = serde_json::from_slice::<Loose>(bytes) else {
+        return false;
+    };
+    if env.format != licence::FORMAT_V1 {
+        return false;
+    }
+    let (Some(key), Some(payload), Some(sig)) = (
+        trust.get(&env.signer),
+        crate::crypto::unb64(&env.payload),
+        crate::crypto::unb64(&env.signature),
+    ) else {
+        return false;
+    };
+    key.verify_raw(&payload, &sig).is_ok()
+}
+
+/// What a licence that failed to open with `e` leaves for update: its claim and whether its
+/// format-1 signature verifies (superseded files only), and the error as listed.
+pub(super) fn superseded(
+    bytes: &[u8],
+    e: &licence::LicenceError,
+    trust: &TrustStore,
+) -> (Option<licence::Claim>, bool, String) {
+    if *e != licence::LicenceError::Superseded {
+        return (None, false, e.to_string());
+    }
+    let signed = v1_signed(bytes, trust);
+    let message = if signed {
+        e.to_string()
+    } else {
+        format!("{e}; but its format-1 signature does not verify against a trusted centre key, so update does not ask the centre about it")
+    };
+    (licence::claim(bytes), signed, message)
 }
 
 impl LicenceEntry {
@@ -169,13 +224,13 @@ fn scan_software_keys(
         .map(|(path, bytes)| {
             let name_ids = ids_from_file_name(&path);
             let mut claim = None;
+            let mut claim_signed = false;
             let signer = bytes.as_ref().ok().and_then(|b| envelope_signer(b));
             let opened = bytes.map_err(|e| e.to_string()).and_then(|b| {
                 licence::open(&b, trust).map_err(|e| {
-                    if e == licence::LicenceError::Superseded {
-                        claim = licence::claim(&b);
-                    }
-                    e.to_string()
+                    let (c, signed, message) = superseded(&b, &e, trust);
+                    (claim, claim_signed) = (c, signed);
+                    message
                 })
             });
             let (terms, open_error) = match opened {
@@ -202,6 +257,7 @@ fn scan_software_keys(
                 open_error,
                 claim,
                 signer,
+                claim_signed,
             }
         })
         .collect())
@@ -246,6 +302,7 @@ impl SoftwareKey {
             terms: self.terms.clone(),
             claim: self.claim.clone(),
             signer: self.signer.clone(),
+            claim_signed: self.claim_signed,
         }
     }
 }
@@ -285,6 +342,7 @@ impl UsbKey {
             terms: self.terms.clone(),
             claim: self.claim.clone(),
             signer: self.signer.clone(),
+            claim_signed: self.claim_signed,
         }
     }
 }

@@ -454,10 +454,11 @@ impl Host {
             };
             return HostError::NoMatchingKey(why);
         }
-        let total: u32 = usable
-            .iter()
-            .filter_map(|e| e.terms.as_ref().map(|t| t.licence_count))
-            .sum();
+        let total = licence_total(
+            usable
+                .iter()
+                .filter_map(|e| e.terms.as_ref().map(|t| t.licence_count)),
+        );
         HostError::NoFreeLicence(format!(
             "series {}: {total} licence(s) on {} key(s), all held by sessions",
             req.key_id,
@@ -541,10 +542,30 @@ fn describe_filters(req: &SessionRequest) -> String {
     format!("no key has {}", parts.join(", "))
 }
 
+/// The licences on some keys together, for a message: in u64 and saturating, so that no
+/// number of keys can overflow it (each holds up to a million, in a u32).
+fn licence_total(counts: impl Iterator<Item = u32>) -> u64 {
+    counts.fold(0u64, |sum, n| sum.saturating_add(u64::from(n)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::{KeyPair, LicenceKey};
+
+    #[test]
+    fn the_licence_total_does_not_overflow() {
+        assert_eq!(licence_total([3, 4].into_iter()), 7);
+        // 5,000 keys of a million licences each: beyond u32.
+        assert_eq!(
+            licence_total(std::iter::repeat_n(1_000_000, 5_000)),
+            5_000_000_000
+        );
+        assert_eq!(
+            licence_total(std::iter::repeat_n(u32::MAX, 3)),
+            3 * u64::from(u32::MAX)
+        );
+    }
     use crate::licence::{Binding, TrustStore};
     use crate::store::software_keys;
 

@@ -55,7 +55,8 @@ pub struct HostOptions {
 pub struct Host {
     data_dir: PathBuf,
     computer_id: String,
-    trust: TrustStore,
+    /// Shared with the blocking pool, where licences are verified.
+    trust: std::sync::Arc<TrustStore>,
     lease_policy: LeasePolicy,
     memory_policy: LockPolicy,
     started: Timestamp,
@@ -64,12 +65,15 @@ pub struct Host {
     software_scans: AtomicU64,
     usb: RwLock<Vec<keys::UsbKey>>,
     registry: DeviceRegistry,
-    sim: SimBus,
+    /// Shared with the blocking pool, where plugging a key in (key generation, fsync) runs.
+    sim: std::sync::Arc<SimBus>,
     leases: Mutex<leases::Leases>,
     /// Serialises read-modify-write of software-key memory files, and holds the monotonic end
     /// of each software key's memory lock (the files store it in wall-clock time).
     software_memory: Mutex<HashMap<PathBuf, std::time::Instant>>,
     centre: Option<centre_client::CentreClient>,
+    /// Serials of blank USB keys an activation is under way for (one at a time per key).
+    activating: Mutex<std::collections::HashSet<u64>>,
     /// Real USB keys, once [`Host::start_usb`] has run.
     usb_watch: std::sync::OnceLock<hotplug::UsbWatch>,
 }
@@ -91,10 +95,10 @@ impl Host {
         crate::store::atomic::sweep_temp_files(&opts.data_dir);
         crate::store::atomic::sweep_temp_files(&sim_dir(&opts.data_dir));
         let host = Host {
-            sim: SimBus::new(&sim_dir(&opts.data_dir), opts.memory_policy),
+            sim: std::sync::Arc::new(SimBus::new(&sim_dir(&opts.data_dir), opts.memory_policy)),
             data_dir: opts.data_dir,
             computer_id: opts.computer_id,
-            trust: opts.trust,
+            trust: std::sync::Arc::new(opts.trust),
             lease_policy: opts.session_lease,
             memory_policy: opts.memory_policy,
             started: crate::time::now(),
@@ -115,6 +119,7 @@ impl Host {
                     )
                 })
                 .transpose()?,
+            activating: Mutex::new(std::collections::HashSet::new()),
             usb_watch: std::sync::OnceLock::new(),
         };
         host.reload_software_keys()?;

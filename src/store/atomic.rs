@@ -99,9 +99,42 @@ pub fn sweep_temp_files(dir: &Path) {
     }
 }
 
-/// Creates a directory (and parents) if missing.
+/// Mode of the directories the host creates: the service user, and its group (`keybridge`),
+/// which needs to reach the control socket inside; nobody else. Licence files carry their
+/// activation code and ITN (the restore proof), so the data directory is not world-readable.
+pub const DIR_MODE: u32 = 0o750;
+
+/// Creates a directory (and missing parents) with [`DIR_MODE`] if missing.
 pub fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
-    fs::create_dir_all(dir).map_err(|e| StoreError::create_dir(dir, e))
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(DIR_MODE);
+    }
+    b.create(dir).map_err(|e| StoreError::create_dir(dir, e))
+}
+
+/// Like [`ensure_dir`], and an existing `dir` whose permissions are wider than [`DIR_MODE`]
+/// (one made 0755 by an older version, or by hand) is narrowed to them. Returns the old and
+/// new mode when it narrowed, for the caller to log.
+pub fn ensure_dir_narrowed(dir: &Path) -> Result<Option<(u32, u32)>, StoreError> {
+    ensure_dir(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(dir).map_err(|e| StoreError::read(dir, e))?;
+        let old = meta.permissions().mode() & 0o7777;
+        // Special bits stay (a setgid directory keeps handing its group to new files).
+        let new = old & (DIR_MODE | 0o7000);
+        if new != old {
+            fs::set_permissions(dir, fs::Permissions::from_mode(new))
+                .map_err(|e| StoreError::write(dir, e))?;
+            return Ok(Some((old, new)));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -186,6 +219,31 @@ mod tests {
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["shared.licence".to_string()], "temp files left");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_made_0750_and_wider_ones_narrowed() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).expect("meta").permissions().mode() & 0o7777;
+        let d = tempfile::tempdir().expect("tempdir");
+        let fresh = d.path().join("a/b");
+        ensure_dir(&fresh).expect("create");
+        // The umask may take more away, never add.
+        assert_eq!(mode(&fresh) & !DIR_MODE, 0);
+        assert_eq!(mode(&d.path().join("a")) & !DIR_MODE, 0);
+        let wide = d.path().join("wide");
+        fs::create_dir(&wide).expect("mkdir");
+        fs::set_permissions(&wide, fs::Permissions::from_mode(0o2777)).expect("chmod");
+        assert_eq!(
+            ensure_dir_narrowed(&wide).expect("narrow"),
+            Some((0o2777, 0o2750))
+        );
+        assert_eq!(mode(&wide), 0o2750);
+        // Narrower stays as it is: never widened.
+        fs::set_permissions(&wide, fs::Permissions::from_mode(0o700)).expect("chmod");
+        assert_eq!(ensure_dir_narrowed(&wide).expect("narrow"), None);
+        assert_eq!(mode(&wide), 0o700);
     }
 
     #[test]

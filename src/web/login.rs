@@ -4,7 +4,8 @@
 //! What keeps guessing and load in check:
 //! - every attempt is counted in a [`Throttle`] per client address *before* its password hash
 //!   runs, so N parallel wrong guesses count N and only the first `max_failures` of them
-//!   reach the hash; a success clears the address, and the table is bounded;
+//!   reach the hash; a hashed success clears the address (a remembered header does not:
+//!   behind a shared NAT it would reset a guesser's count), and the table is bounded;
 //! - at most `hash_workers` PBKDF2 hashes run at once, on the blocking pool; a login that
 //!   cannot get a worker within `hash_wait` is answered 503 (not counted), so wrong passwords
 //!   from many addresses cannot take every CPU;
@@ -223,9 +224,12 @@ impl Auth {
                 if let Err(r) = self.0.throttle.begin(&key) {
                     return self.refused(ip, h, r);
                 }
-                // The window ended meanwhile: the right header, counted and cleared below.
+                // The window ended meanwhile: that count was not a guess; take it back.
+                self.0.throttle.cancel(&key);
             }
-            self.0.throttle.succeed(&key);
+            // The address's failures stay: behind a shared NAT a legitimate client's
+            // remembered header would otherwise hand a guesser at the same address a fresh
+            // set of guesses with every request. Only a fresh, hashed success clears them.
             return Login::Ok;
         }
         let flight = self.join(key, digest);
@@ -538,7 +542,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn locked_out_even_with_the_right_password_then_success_clears() {
+    async fn locked_out_even_with_the_right_password_and_only_a_hashed_success_clears() {
         let a = auth(2, 100, 1);
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let right = header("admin", "right");
@@ -547,7 +551,12 @@ mod tests {
             a.login(ip, Some(&header("admin", "x"))).await,
             Login::Wrong { failures: 1 }
         );
+        // A remembered header passes but does not clear the failure …
         assert_eq!(a.login(ip, Some(&right)).await, Login::Ok);
+        assert_eq!(a.failures(ip), 1);
+        // … a fresh, hashed success does (the same credentials, spelled differently).
+        let respelled = [b"basic ".as_slice(), &right[6..]].concat();
+        assert_eq!(a.login(ip, Some(&respelled)).await, Login::Ok);
         assert_eq!(a.failures(ip), 0);
         for n in 1..=2 {
             assert_eq!(
@@ -566,6 +575,40 @@ mod tests {
                 .await,
             Login::Ok
         );
+    }
+
+    #[tokio::test]
+    async fn a_remembered_header_does_not_clear_failures() {
+        let a = auth(10, 100, 1);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let right = header("admin", "right");
+        // Hashed once: remembered from here on.
+        assert_eq!(a.login(ip, Some(&right)).await, Login::Ok);
+        for n in 1..=9 {
+            assert_eq!(
+                a.login(ip, Some(&header("admin", &format!("guess{n}"))))
+                    .await,
+                Login::Wrong { failures: n }
+            );
+        }
+        assert_eq!(a.login(ip, Some(&right)).await, Login::Ok);
+        assert_eq!(
+            a.failures(ip),
+            9,
+            "the remembered header cleared the failures"
+        );
+        assert_eq!(
+            a.login(ip, Some(&header("admin", "guess10"))).await,
+            Login::Wrong { failures: 10 }
+        );
+        assert!(matches!(
+            a.login(ip, Some(&header("admin", "guess11"))).await,
+            Login::Locked { .. }
+        ));
+        assert!(matches!(
+            a.login(ip, Some(&right)).await,
+            Login::Locked { .. }
+        ));
     }
 
     #[test]

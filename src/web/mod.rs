@@ -3,6 +3,7 @@
 //! TLS. Each service brings its own key and its own error format through a small trait, so
 //! neither imports the other.
 
+pub mod allowed_hosts;
 pub mod login;
 pub mod server;
 pub mod signing;

@@ -41,6 +41,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
+pub use super::allowed_hosts::AllowedHosts;
+
 /// What bounds a service's connections and requests. Both services use the same defaults:
 /// the host reads them from `[http]`, the centre from its `--…` flags.
 #[derive(Debug, Clone)]
@@ -67,6 +69,13 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: f64 = 10.0;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_FD_RESERVE: u64 = 64;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: f64 = 5.0;
+
+/// hyper's read buffer per connection, and the largest request head (request line and
+/// headers; a bigger one gets hyper's own 431). hyper's default buffer (about 400 KiB) times
+/// `max_connections` would let clients sending big heads pin gigabytes; heads of real clients
+/// are a few hundred bytes, and bodies are streamed through the buffer, not held in it. The
+/// buffer bound alone is approximate (one read may overshoot it), so the head has its own.
+pub const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Shortest and longest accepted value of every timeout setting, in seconds.
 pub const MIN_SECONDS: f64 = 0.05;
@@ -121,39 +130,56 @@ pub fn connection_cap(limits: &Limits) -> usize {
     limits.max_connections.clamp(1, room.max(1))
 }
 
-/// What bounds a request inside a service's router: the whole-request timeout and, if
-/// given, the body size.
-#[derive(Debug, Clone, Copy)]
+/// What bounds a request inside a service's router: the whole-request timeout, if given the
+/// body size, and the names the service answers to in `Host`.
+#[derive(Debug, Clone)]
 pub struct RequestLimits {
     pub timeout: Duration,
     pub max_body: Option<usize>,
+    /// The DNS-rebinding guard ([`AllowedHosts`]); `Default` answers any name.
+    pub hosts: AllowedHosts,
 }
 
-/// Adds the request limits to a router, answering refusals with `error`, the service's JSON
-/// error for a status. Call it before adding the signing layer, so that the refusals are
-/// signed like any answer.
+/// Adds the request limits and the `Host` check to a router, answering refusals with
+/// `error`, the service's JSON error for a status. Call it before adding the signing layer,
+/// so that the refusals are signed like any answer.
 pub fn request_limits(
     router: Router,
     limits: RequestLimits,
     error: fn(StatusCode, String) -> Response,
 ) -> Router {
+    let RequestLimits {
+        timeout,
+        max_body,
+        hosts,
+    } = limits;
     let router = router.layer(axum::middleware::from_fn(
-        move |req: Request, next: Next| limit_request(limits, error, req, next),
+        move |req: Request, next: Next| limit_request(timeout, max_body, error, req, next),
     ));
-    match limits.max_body {
+    let router = match max_body {
         // Bodies sent without a length (chunked) stop at the same size in the extractors.
         Some(max) => router.layer(axum::extract::DefaultBodyLimit::max(max)),
         None => router,
+    };
+    if hosts.is_any() {
+        return router;
     }
+    // Outermost of these: a request for a name the service does not answer to goes no further.
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            super::allowed_hosts::check(hosts.clone(), error, req, next)
+        },
+    ))
 }
 
 async fn limit_request(
-    limits: RequestLimits,
+    timeout: Duration,
+    max_body: Option<usize>,
     error: fn(StatusCode, String) -> Response,
     req: Request,
     next: Next,
 ) -> Response {
-    if let Some(max) = limits.max_body {
+    if let Some(max) = max_body {
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -170,14 +196,14 @@ async fn limit_request(
             return r;
         }
     }
-    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+    match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
             let mut r = error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "the request was not received and answered within {} s",
-                    limits.timeout.as_secs_f64()
+                    timeout.as_secs_f64()
                 ),
             );
             r.headers_mut()
@@ -355,6 +381,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_READ_BUFFER)
+        .max_header_size(MAX_READ_BUFFER)
         .keep_alive(true);
     let http = Arc::new(http);
     let mut accept_log = RateLimitedLog::new(Duration::from_secs(5));

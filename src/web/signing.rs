@@ -32,8 +32,10 @@ pub const MAX_QUERY_ID: usize = 64;
 /// Largest response body signed (the licence list of a very large host stays far below).
 const MAX_RESPONSE: usize = 64 * 1024 * 1024;
 
-/// Whether `q` is a QueryID we sign over: 1–64 of `A-Z a-z 0-9 . _ : -`. The spec recommends
-/// the current time (`20240101120000`); UUIDs and counters fit too.
+/// Whether `q` is a QueryID we sign over: 1–64 of `A-Z a-z 0-9 . _ : -`. The spec suggests
+/// the current time (`20240101120000`), but a predictable QueryID lets anyone holding the
+/// credentials collect signed answers for it in advance; clients should send a random one
+/// (a UUID, or the time plus a random part).
 pub fn query_id_ok(q: &[u8]) -> bool {
     (1..=MAX_QUERY_ID).contains(&q.len())
         && q.iter()
@@ -143,7 +145,7 @@ pub async fn sign<S: ResponseSigning>(
             state.error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "Licence-QueryID must be 1-{MAX_QUERY_ID} characters of A-Z, a-z, 0-9, '.', '_', ':' and '-' (the current time, e.g. 20240101120000, is a good one)"
+                    "Licence-QueryID must be 1-{MAX_QUERY_ID} characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'; send a fresh random value with each request (a UUID, or the time plus a random part, e.g. 20240101120000-7f3a9c2e), not one that can be guessed in advance"
                 ),
             ),
             None,
