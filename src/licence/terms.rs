@@ -329,8 +329,12 @@ impl LicenceTerms {
             }
         }
         match &self.binding {
-            Binding::Computer(id) if id.is_empty() || id.len() > 128 => {
-                return bad("the ComputerID of the binding must be 1-128 characters".into())
+            Binding::Computer(id)
+                if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                return bad(
+                    "the ComputerID of the binding must be 1-128 printable ASCII characters".into(),
+                )
             }
             Binding::Device(0) => return bad("the USB key serial of the binding is 0".into()),
             _ => {}
