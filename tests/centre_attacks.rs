@@ -419,11 +419,31 @@ async fn recorded_attestations_do_not_replay() {
     }
 
     // A fresh challenge: accepted once.
-    let (_, ch) = c.post("/centre/v1/challenge", json!({}), false).await;
+    let (_, ch) = c
+        .post("/centre/v1/challenge", json!({"code": code}), false)
+        .await;
     let hex_c = ch["challenge"].as_str().expect("hex").to_owned();
     let mut raw = [0u8; 32];
     hex::decode_to_slice(&hex_c, &mut raw).expect("hex");
     let p = proof(&blank.attest(&raw).expect("attest"));
+    // A challenge asked for one code does not activate another (and is not used up by it).
+    let other = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            activate(&other, &p, Some(&hex_c)),
+            false,
+        )
+        .await;
+    assert_eq!(
+        (s, j["reason"].as_str()),
+        (403, Some("challenge_refused")),
+        "{j}"
+    );
+    assert!(j["error"]
+        .as_str()
+        .expect("e")
+        .contains("issued for another activation code"));
     let (s, j) = c
         .post(
             "/centre/v1/activate",
@@ -445,7 +465,6 @@ async fn recorded_attestations_do_not_replay() {
         (403, Some("challenge_refused")),
         "{j}"
     );
-    let other = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
     let (s, j) = c
         .post(
             "/centre/v1/activate",
@@ -549,8 +568,17 @@ async fn failed_proofs_are_throttled_per_client_and_per_code() {
         "{j}"
     );
     assert!(retry.expect("Retry-After").parse::<u64>().expect("seconds") > 0);
-    let (s, _, _) = post_from(&one, &c, "/centre/v1/challenge", json!({})).await;
-    assert_eq!(s, 200, "challenges are throttled separately");
+    // A challenge is asked with a code, a proof like the others: refused as well.
+    let fresh = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, j, _) = post_from(&one, &c, "/centre/v1/challenge", json!({"code": fresh})).await;
+    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("e")
+            .contains("too many attempts"),
+        "{j}"
+    );
     // Another client is not affected.
     let two = client_from("127.0.0.3");
     let (s, _, _) = post_from(&two, &c, "/centre/v1/licence", lookup(a, &code_a, ITN)).await;
@@ -729,41 +757,103 @@ async fn full_proof_tables_let_new_keys_through_untracked() {
     }
 }
 
-/// Challenges: a per-client rate, and a cap on outstanding ones (503 when full).
+/// Challenges: only for a code that exists and is not yet activated (anything else is a
+/// failed proof), at most 3 outstanding per code (429), a per-client rate, and a cap on
+/// outstanding ones in all (503 when full, logged once a minute).
 #[tokio::test]
 async fn challenges_are_rationed() {
     let c = centre(
         None,
-        &["--challenges-per-minute", "3", "--max-challenges", "5"],
+        &[
+            "--challenges-per-minute",
+            "4",
+            "--max-challenges",
+            "5",
+            "--proof-max-failures",
+            "3",
+        ],
     )
     .await;
-    let one = client_from("127.0.0.2");
-    for _ in 0..3 {
-        assert_eq!(
-            post_from(&one, &c, "/centre/v1/challenge", json!({}))
-                .await
-                .0,
-            200
-        );
-    }
-    let (s, j, retry) = post_from(&one, &c, "/centre/v1/challenge", json!({})).await;
+    let ask = |from: &'static str, code: Value| {
+        let c = &c;
+        async move {
+            post_from(
+                &client_from(from),
+                c,
+                "/centre/v1/challenge",
+                json!({ "code": code }),
+            )
+            .await
+        }
+    };
+    // No code, or a malformed one: 400, nothing issued.
+    let (s, j, _) = post_from(
+        &client_from("127.0.0.9"),
+        &c,
+        "/centre/v1/challenge",
+        json!({}),
+    )
+    .await;
+    assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+    // An unknown code and an activated one get the same answer, and count as failed proofs:
+    // the third locks the client out, however good its next code.
+    let (used, _) = activated(&c, None, None, 3, &"U".repeat(40)).await;
+    let unknown = ask("127.0.0.2", json!(a_code())).await;
+    let activated_ = ask("127.0.0.2", json!(used)).await;
+    assert_eq!((unknown.0, activated_.0), (404, 404));
+    assert_eq!(unknown.1, activated_.1, "one answer for both");
+    assert_eq!(unknown.1["reason"], "unknown_code");
+    let (s, _, _) = ask("127.0.0.2", json!(a_code())).await;
+    assert_eq!(s, 404);
+    let good = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, j, retry) = ask("127.0.0.2", json!(good)).await;
     assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
     assert!(retry.is_some());
-    let two = client_from("127.0.0.3");
-    for _ in 0..2 {
-        assert_eq!(
-            post_from(&two, &c, "/centre/v1/challenge", json!({}))
-                .await
-                .0,
-            200
-        );
+
+    // A valid code: at most 3 outstanding, then 429 with Retry-After (other clients too).
+    for from in ["127.0.0.3", "127.0.0.3", "127.0.0.4"] {
+        let (s, j, _) = ask(from, json!(good)).await;
+        assert_eq!(s, 200, "{j}");
     }
-    let (s, j, _) = post_from(&two, &c, "/centre/v1/challenge", json!({})).await;
-    assert_eq!(
-        (s, j["reason"].as_str()),
-        (503, Some("challenges_full")),
+    let (s, j, retry) = ask("127.0.0.5", json!(good)).await;
+    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .expect("e")
+            .contains("this activation code"),
         "{j}"
     );
+    let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
+    assert!((1..=300).contains(&retry), "{retry}");
+
+    // Per client: 4 a minute, whatever the codes. In all: 5 outstanding (3 + 2: so none
+    // was issued for the refused requests above), then 503 — logged once however often.
+    let mut codes = Vec::new();
+    for _ in 0..3 {
+        codes.push(c.code(json!({"key_id": "672B", "licence_count": 1})).await);
+    }
+    for code in &codes[..2] {
+        let (s, j, _) = ask("127.0.0.3", json!(code)).await;
+        assert_eq!(s, 200, "{j}");
+    }
+    let (s, j, _) = ask("127.0.0.3", json!(codes[2])).await;
+    assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
+    assert!(j["error"].as_str().expect("e").contains("challenges asked"));
+    for from in ["127.0.0.6", "127.0.0.7", "127.0.0.8"] {
+        let (s, j, _) = ask(from, json!(codes[2])).await;
+        assert_eq!(
+            (s, j["reason"].as_str()),
+            (503, Some("challenges_full")),
+            "{j}"
+        );
+    }
+    let said = c
+        .log()
+        .lines()
+        .filter(|l| l.contains("too many attestation challenges are outstanding;"))
+        .count();
+    assert_eq!(said, 1, "{}", c.log());
 }
 
 // ---------------------------------------------------------------------------------------

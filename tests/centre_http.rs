@@ -228,10 +228,19 @@ async fn vendor_administers_and_hosts_activate(c: CentreServer) {
         stdout(&out)
     );
 
-    // A challenge for a USB key's proof: 32 random bytes, fresh each time, with its expiry.
-    let (s, a) = c.post("/centre/v1/challenge", json!({}), false).await;
+    // A challenge for a USB key's proof, asked for a code not yet activated: 32 random
+    // bytes, fresh each time, with its expiry.
+    // (Issued on the centre's machine: the admin login is locked out by now.)
+    let out = c.cli(&["centre", "code-issue", "--key-id", "672B", "--count", "1"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let fresh = stdout(&out).trim().to_owned();
+    let (s, a) = c
+        .post("/centre/v1/challenge", json!({"code": fresh}), false)
+        .await;
     assert_eq!(s, 200, "{a}");
-    let (_, b) = c.post("/centre/v1/challenge", json!({}), false).await;
+    let (_, b) = c
+        .post("/centre/v1/challenge", json!({"code": fresh}), false)
+        .await;
     assert_eq!(a["challenge"].as_str().expect("hex").len(), 64);
     assert!(hex::decode(a["challenge"].as_str().expect("hex")).is_ok());
     assert_ne!(a["challenge"], b["challenge"]);

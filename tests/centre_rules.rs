@@ -451,13 +451,36 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
             .activate(&online(&code, p, DeviceChallenge::Issued(bound)))
             .await
     )
-    .contains("unknown, already used or expired"));
+    .contains("unknown, already used"));
 
-    // An issued challenge: accepted once. The same challenge and proof again — for the same
-    // code or another — are refused: a recorded proof cannot be replayed.
-    let (c, expires) = centre.issue_challenge().await.expect("challenge");
+    let fresh = || async {
+        centre
+            .issue_code(&CodeSpec::new("672B", 1))
+            .await
+            .expect("code")
+    };
+
+    // No challenge without a code the centre issued and has not seen activated: one answer
+    // for both, a failed proof.
+    let unknown = ActivationCode::generate();
+    assert!(matches!(
+        centre.issue_challenge(&unknown).await,
+        Err(ref e @ CentreError::NoChallenge) if e.is_failed_proof()
+    ));
+
+    // A challenge issued for one code does not serve another: refused, and not used up.
+    let code_b = fresh().await;
+    let (c, expires) = centre.issue_challenge(&code).await.expect("challenge");
     assert!(expires > keybridge::time::now());
     let p = blank.attest(&c).expect("attest");
+    assert!(refused(
+        centre
+            .activate(&online(&code_b, p.clone(), DeviceChallenge::Issued(c)))
+            .await
+    )
+    .contains("issued for another activation code"));
+    // For its own code: accepted once. The same challenge and proof again — for the same
+    // code or another — are refused: a recorded proof cannot be replayed.
     let (t, _) = centre
         .activate(&online(&code, p.clone(), DeviceChallenge::Issued(c)))
         .await
@@ -468,28 +491,26 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
             .activate(&online(&code, p.clone(), DeviceChallenge::Issued(c)))
             .await,
     );
-    let code2 = centre
-        .issue_code(&CodeSpec::new("672B", 1))
-        .await
-        .expect("code");
     refused(
         centre
-            .activate(&online(&code2, p, DeviceChallenge::Issued(c)))
+            .activate(&online(&code_b, p, DeviceChallenge::Issued(c)))
             .await,
     );
+    // An activated code gets no more challenges (the same answer as an unknown one).
+    assert!(matches!(
+        centre.issue_challenge(&code).await,
+        Err(CentreError::NoChallenge)
+    ));
 
-    // Many parallel uses of one challenge (different codes, same proof): exactly one wins.
-    let (c, _) = centre.issue_challenge().await.expect("challenge");
+    // Many parallel uses of one challenge (its code, same proof): exactly one wins.
+    let code_p = fresh().await;
+    let (c, _) = centre.issue_challenge(&code_p).await.expect("challenge");
     let p = blank.attest(&c).expect("attest");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let code = centre
-            .issue_code(&CodeSpec::new("672B", 1))
-            .await
-            .expect("code");
         let (centre, r) = (
             centre.clone(),
-            online(&code, p.clone(), DeviceChallenge::Issued(c)),
+            online(&code_p, p.clone(), DeviceChallenge::Issued(c)),
         );
         tasks.push(tokio::spawn(async move { centre.activate(&r).await }));
     }
@@ -510,31 +531,51 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
         .expect("open")
         .with_manufacturers(SimBus::factory_public_dir(sim_dir))
         .with_challenge_limits(std::time::Duration::from_millis(200), 5);
-    let (c, _) = short.issue_challenge().await.expect("challenge");
+    let code4 = fresh().await;
+    let (c, _) = short.issue_challenge(&code4).await.expect("challenge");
     let p = blank.attest(&c).expect("attest");
-    for _ in 0..4 {
-        short.issue_challenge().await.expect("challenge");
+    for _ in 0..2 {
+        short.issue_challenge(&code4).await.expect("challenge");
+    }
+    let code5 = fresh().await;
+    for _ in 0..2 {
+        short.issue_challenge(&code5).await.expect("challenge");
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let code4 = centre
-        .issue_code(&CodeSpec::new("672B", 1))
-        .await
-        .expect("code");
     assert!(refused(
         short
             .activate(&online(&code4, p, DeviceChallenge::Issued(c)))
             .await
     )
     .contains("expired"));
-    short.issue_challenge().await.expect("expired ones purged");
+    short
+        .issue_challenge(&code4)
+        .await
+        .expect("expired ones purged");
     assert_eq!(short.outstanding_challenges().await.expect("count"), 1);
 
-    // At most 5 outstanding: the sixth is refused (503 over HTTP) while they are valid.
-    for _ in 0..4 {
-        centre.issue_challenge().await.expect("challenge");
+    // At most 3 outstanding for one code: the fourth is refused (429 over HTTP) with the
+    // time until its oldest expires; other codes are not affected. (`short`'s last one
+    // expires first, so the count below is exact.)
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let code6 = fresh().await;
+    for _ in 0..3 {
+        centre.issue_challenge(&code6).await.expect("challenge");
+    }
+    match centre.issue_challenge(&code6).await {
+        Err(CentreError::ChallengesForCode { retry_after }) => {
+            assert!((1..=60).contains(&retry_after), "{retry_after}")
+        }
+        other => panic!("unexpected: {:?}", other.map(|_| ())),
+    }
+    // At most 5 outstanding in all (3 + 2): the sixth is refused (503 over HTTP) while they
+    // are valid, though its code has room.
+    let code7 = fresh().await;
+    for _ in 0..2 {
+        centre.issue_challenge(&code7).await.expect("challenge");
     }
     assert!(matches!(
-        centre.issue_challenge().await,
+        centre.issue_challenge(&code7).await,
         Err(CentreError::ChallengesFull)
     ));
     assert_eq!(centre.outstanding_challenges().await.expect("count"), 5);

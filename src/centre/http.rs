@@ -3,7 +3,10 @@
 //! vendor administration (products, codes) needs Basic credentials. The JSON a host exchanges
 //! with the centre is in [`super::wire`]; `docs/centre.md` describes it.
 
-use super::wire::{ActivateBody, ChallengeBody, LicenceBody, LicenceRef, RestoreBody, WireBinding};
+use super::wire::{
+    ActivateBody, ChallengeBody, ChallengeRequest, LicenceBody, LicenceRef, RestoreBody,
+    WireBinding,
+};
 use super::{
     ActivationCode, ActivationRequest, Centre, CentreError, CodeSpec, LicenceProof, Product,
     RestoreRequest,
@@ -176,6 +179,8 @@ impl From<CentreError> for CentreReply {
             CentreError::RestoreNeedsVendor { .. } => (S::FORBIDDEN, "restore_needs_vendor"),
             CentreError::Challenge(_) => (S::FORBIDDEN, "challenge_refused"),
             CentreError::ChallengesFull => (S::SERVICE_UNAVAILABLE, "challenges_full"),
+            CentreError::NoChallenge => (S::NOT_FOUND, "unknown_code"),
+            CentreError::ChallengesForCode { .. } => (S::TOO_MANY_REQUESTS, "throttled"),
             CentreError::ProductExists(_) => (S::CONFLICT, "product_exists"),
             CentreError::AlreadyActivated => (S::CONFLICT, "already_activated"),
             CentreError::ItnMismatch => (S::FORBIDDEN, "itn_mismatch"),
@@ -183,10 +188,58 @@ impl From<CentreError> for CentreReply {
             CentreError::Device(_) => (S::FORBIDDEN, "device_not_genuine"),
             CentreError::Db(_) | CentreError::Migrate(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
-        if status.is_server_error() {
+        if matches!(e, CentreError::ChallengesFull) {
+            // Anyone holding codes can keep the table full; the log says so once a minute.
+            if CHALLENGES_FULL_LOGGED.due() {
+                tracing::error!("centre: {e} (logged at most once a minute)");
+            }
+        } else if status.is_server_error() {
             tracing::error!("centre: {e}");
         }
-        CentreReply::new(status, json!({"error": e.to_string(), "reason": reason}))
+        // A database's own words (table names, values, connection details) stay in the log.
+        let message = match &e {
+            CentreError::Db(_) | CentreError::Migrate(_) => "internal error".to_owned(),
+            _ => e.to_string(),
+        };
+        let body = json!({"error": message, "reason": reason});
+        match e {
+            CentreError::ChallengesForCode { retry_after } => {
+                CentreReply::with_retry(status, body, retry_after)
+            }
+            _ => CentreReply::new(status, body),
+        }
+    }
+}
+
+/// When `challenges_full` was last logged (monotonic), so a flood writes one line a minute.
+static CHALLENGES_FULL_LOGGED: LogEvery = LogEvery::new(Duration::from_secs(60));
+
+/// Lets a log line through at most once per interval.
+struct LogEvery {
+    interval: Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl LogEvery {
+    const fn new(interval: Duration) -> Self {
+        LogEvery {
+            interval,
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether to log now (and, if so, remembers that it did).
+    fn due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| now.duration_since(t) < self.interval) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 }
 
@@ -244,7 +297,7 @@ fn throttled(r: Refused, whose: &str) -> CentreReply {
     let (message, retry) = match r {
         Refused::Locked { retry_after, .. } => (
             format!(
-                "too many failed proofs for {whose}; try again in {} s",
+                "too many attempts for {whose} (failed proofs, and attempts still in progress); try again in {} s",
                 retry_after.as_secs().max(1)
             ),
             retry_after.as_secs().max(1),
@@ -363,11 +416,15 @@ async fn restore(
     Ok(licence_body(&doc))
 }
 
-/// A fresh attestation challenge, for a host about to activate onto a blank USB key.
+/// A fresh attestation challenge, for a host about to activate `code` onto a blank USB key.
+/// Only for a code that exists and is not yet activated: a proof like any other, throttled
+/// per client and per code, so nobody without such codes can fill the challenge table.
 async fn challenge(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
+    CentreJson(b): CentreJson<ChallengeRequest>,
 ) -> Result<Json<ChallengeBody>, CentreReply> {
+    let code = code(&b.code)?;
     // Every challenge counts here: asking is cheap for a client and costs the centre a row.
     st.throttle
         .challenges
@@ -380,7 +437,14 @@ async fn challenge(
             ),
             Refused::Full => throttled(r, "this address"),
         })?;
-    let (c, expires) = st.centre.issue_challenge().await?;
+    let (c, expires) = proven(
+        &st,
+        peer,
+        "challenge",
+        &code,
+        st.centre.issue_challenge(&code),
+    )
+    .await?;
     Ok(Json(ChallengeBody {
         challenge: hex::encode(c),
         expires: crate::time::format(&expires),

@@ -62,6 +62,13 @@ pub enum CentreError {
     Challenge(String),
     #[error("too many attestation challenges are outstanding; try again in a few minutes")]
     ChallengesFull,
+    /// Asked for a challenge with a code the centre never issued or one already activated:
+    /// one answer for both, counted as a failed proof.
+    #[error("no challenge for this activation code: it is unknown or already activated")]
+    NoChallenge,
+    /// The code already has `max_challenges_per_code` challenges outstanding.
+    #[error("too many attestation challenges are outstanding for this activation code; try again in {retry_after} s")]
+    ChallengesForCode { retry_after: u64 },
     #[error("{0}")]
     Licence(#[from] LicenceError),
     #[error("database: {0}")]
@@ -81,6 +88,7 @@ impl CentreError {
                 | CentreError::UnknownCode
                 | CentreError::ItnMismatch
                 | CentreError::AlreadyActivated
+                | CentreError::NoChallenge
         )
     }
 }
@@ -89,6 +97,9 @@ impl CentreError {
 pub const CHALLENGE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// Most attestation challenges outstanding at once.
 pub const MAX_CHALLENGES: u64 = 10_000;
+/// Most attestation challenges outstanding for one activation code: an activation needs one,
+/// a retry or two may need more.
+pub const MAX_CHALLENGES_PER_CODE: u64 = 3;
 
 /// A centre: its database and its licence-issuing key.
 pub struct Centre {
@@ -99,6 +110,7 @@ pub struct Centre {
     manufacturers_dir: Option<std::path::PathBuf>,
     challenge_ttl: std::time::Duration,
     max_challenges: u64,
+    max_challenges_per_code: u64,
 }
 
 impl Centre {
@@ -112,6 +124,7 @@ impl Centre {
             manufacturers_dir: None,
             challenge_ttl: CHALLENGE_TTL,
             max_challenges: MAX_CHALLENGES,
+            max_challenges_per_code: MAX_CHALLENGES_PER_CODE,
         })
     }
 
@@ -119,6 +132,12 @@ impl Centre {
     pub fn with_challenge_limits(mut self, ttl: std::time::Duration, max: u64) -> Centre {
         self.challenge_ttl = ttl;
         self.max_challenges = max.max(1);
+        self
+    }
+
+    /// How many challenges may be outstanding for one activation code (at least 1).
+    pub fn with_challenges_per_code(mut self, max: u64) -> Centre {
+        self.max_challenges_per_code = max.max(1);
         self
     }
 

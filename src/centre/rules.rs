@@ -224,6 +224,12 @@ fn opt_num<T: TryFrom<i64>>(row: &AnyRow, col: &str) -> Result<Option<T>, Centre
         .transpose()
 }
 
+/// The SHA-256 (hex) of a code, as the challenges table holds it: the table never holds a
+/// code, only which one a challenge serves.
+fn code_hash(code: &ActivationCode) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, code.digits()).as_ref())
+}
+
 const FIRST_KEY_NO: i64 = 1_000_001;
 const FIRST_REG_NO: i64 = 1;
 
@@ -465,7 +471,7 @@ impl Centre {
         .map_err(|e| CentreError::Invalid(format!("worker failed: {e}")))?
         .map_err(|e| CentreError::Device(e.to_string()))?;
         if let DeviceChallenge::Issued(c) = &req.challenge {
-            self.consume_challenge(c).await?;
+            self.consume_challenge(c, &req.code).await?;
         }
         Ok(())
     }
@@ -711,9 +717,27 @@ impl Centre {
         Ok(signed)
     }
 
-    /// A fresh attestation challenge and when it expires. Expired ones are purged first;
-    /// with `max_challenges` still outstanding it is refused (`ChallengesFull`).
-    pub async fn issue_challenge(&self) -> Result<([u8; 32], Timestamp), CentreError> {
+    /// A fresh attestation challenge for activating `code` onto a blank USB key, and when it
+    /// expires. Only for a code this centre issued that is not yet activated (else
+    /// [`CentreError::NoChallenge`], a failed proof), so nobody without one can fill the
+    /// table; at most `max_challenges_per_code` are outstanding per code
+    /// ([`CentreError::ChallengesForCode`]) and `max_challenges` in all (`ChallengesFull`,
+    /// a last resort). Expired ones are purged first.
+    pub async fn issue_challenge(
+        &self,
+        code: &ActivationCode,
+    ) -> Result<([u8; 32], Timestamp), CentreError> {
+        let row = sqlx::query(
+            "SELECT a.code AS used FROM codes c LEFT JOIN activations a ON a.code = c.code \
+             WHERE c.code = $1",
+        )
+        .bind(code.to_string())
+        .fetch_optional(&self.db)
+        .await?
+        .ok_or(CentreError::NoChallenge)?;
+        if row.try_get::<Option<String>, _>("used")?.is_some() {
+            return Err(CentreError::NoChallenge);
+        }
         let now = time::now();
         let ttl = chrono::Duration::from_std(self.challenge_ttl)
             .unwrap_or_else(|_| chrono::Duration::seconds(300));
@@ -723,33 +747,61 @@ impl Centre {
             .execute(&self.db)
             .await?;
         let challenge = crate::crypto::random_bytes::<32>();
-        // The cap is checked in the insert itself; concurrent inserts can overshoot it by at
-        // most the pool's connections.
+        let hash = code_hash(code);
+        // Both caps are checked in the insert itself; concurrent inserts can overshoot them by
+        // at most the pool's connections.
         let done = sqlx::query(
-            "INSERT INTO challenges (challenge, expires_ms) \
-             SELECT $1, $2 WHERE (SELECT COUNT(*) FROM challenges) < $3",
+            "INSERT INTO challenges (challenge, expires_ms, code_hash) \
+             SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM challenges WHERE code_hash = $3) < $4 \
+             AND (SELECT COUNT(*) FROM challenges) < $5",
         )
         .bind(hex::encode(challenge))
         .bind(expires.timestamp_millis())
+        .bind(hash.clone())
+        .bind(i64::try_from(self.max_challenges_per_code).unwrap_or(i64::MAX))
         .bind(i64::try_from(self.max_challenges).unwrap_or(i64::MAX))
         .execute(&self.db)
         .await?;
         if done.rows_affected() == 0 {
+            // Which cap: this code's (its oldest challenge frees a place when it expires), or
+            // the global one.
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n, MIN(expires_ms) AS first FROM challenges WHERE code_hash = $1",
+            )
+            .bind(hash)
+            .fetch_one(&self.db)
+            .await?;
+            let n: u64 = num(&row, "n")?;
+            if n >= self.max_challenges_per_code {
+                let first: Option<i64> = row.try_get("first")?;
+                let ms = first.unwrap_or(0).saturating_sub(now.timestamp_millis());
+                return Err(CentreError::ChallengesForCode {
+                    retry_after: u64::try_from(ms / 1000 + 1).unwrap_or(1).max(1),
+                });
+            }
             return Err(CentreError::ChallengesFull);
         }
         Ok((challenge, expires))
     }
 
-    /// Uses up an issued challenge: exactly one use succeeds, and only before it expires.
-    async fn consume_challenge(&self, challenge: &[u8; 32]) -> Result<(), CentreError> {
-        let done = sqlx::query("DELETE FROM challenges WHERE challenge = $1 AND expires_ms > $2")
-            .bind(hex::encode(challenge))
-            .bind(time::now().timestamp_millis())
-            .execute(&self.db)
-            .await?;
+    /// Uses up a challenge issued for `code`: exactly one use succeeds, only before it
+    /// expires, and only for the code it was issued for.
+    async fn consume_challenge(
+        &self,
+        challenge: &[u8; 32],
+        code: &ActivationCode,
+    ) -> Result<(), CentreError> {
+        let done = sqlx::query(
+            "DELETE FROM challenges WHERE challenge = $1 AND code_hash = $2 AND expires_ms > $3",
+        )
+        .bind(hex::encode(challenge))
+        .bind(code_hash(code))
+        .bind(time::now().timestamp_millis())
+        .execute(&self.db)
+        .await?;
         if done.rows_affected() != 1 {
             return Err(CentreError::Challenge(
-                "the challenge is unknown, already used or expired; ask POST /centre/v1/challenge for a fresh one".into(),
+                "the challenge is unknown, already used, expired or issued for another activation code; ask POST /centre/v1/challenge for a fresh one".into(),
             ));
         }
         Ok(())

@@ -128,6 +128,14 @@ pub struct RestoreBody {
     pub binding: WireBinding,
 }
 
+/// `POST /centre/v1/challenge`'s request: the activation code about to be activated onto a
+/// blank USB key. The centre answers only for a code it issued that is not yet activated, so
+/// nobody without such a code can fill its table of outstanding challenges.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChallengeRequest {
+    pub code: String,
+}
+
 /// `POST /centre/v1/challenge`'s answer: 32 random bytes (hex) a blank USB key signs to prove
 /// itself, accepted once, until `expires`.
 #[derive(Debug, Serialize, Deserialize)]

@@ -193,6 +193,9 @@ pub struct ProofArgs {
     /// Most attestation challenges outstanding at once; beyond it, 503 `challenges_full`.
     #[arg(long, env = "KEYBRIDGE_CENTRE_MAX_CHALLENGES", default_value_t = centre::MAX_CHALLENGES)]
     pub max_challenges: u64,
+    /// Most attestation challenges outstanding for one activation code; beyond it, 429.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_CHALLENGES_PER_CODE", default_value_t = centre::MAX_CHALLENGES_PER_CODE)]
+    pub challenges_per_code: u64,
 }
 
 impl ProofArgs {
@@ -419,7 +422,8 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let centre = data.open().await?.with_challenge_limits(
                     Duration::from_secs(proofs.challenge_ttl_seconds.max(1)),
                     proofs.max_challenges,
-                );
+                )
+                .with_challenges_per_code(proofs.challenges_per_code);
                 let listener = server::bind(listen).await?;
                 let local = listener.local_addr().map_err(|e| e.to_string())?;
                 let scheme = if tls.is_some() { "https" } else { "http" };

@@ -61,7 +61,7 @@ impl Host {
                 // The key is checked first, so no challenge is spent on a missing one.
                 self.blank_binding(serial)?;
                 // A fresh challenge from the centre, used once: a recorded proof is worthless.
-                let challenge = centre.challenge().await?;
+                let challenge = centre.challenge(&code.to_string()).await?;
                 (
                     Binding::Device(serial),
                     Some(self.attest_blank(serial, challenge).await?),

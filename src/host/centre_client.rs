@@ -200,9 +200,12 @@ impl CentreClient {
             .map_err(|e| self.unreachable(format!("its licence key: {e}")))
     }
 
-    /// A fresh attestation challenge for a blank USB key to answer.
-    pub async fn challenge(&self) -> Result<[u8; 32], HostError> {
-        let bytes = self.call("challenge", &serde_json::json!({})).await?;
+    /// A fresh attestation challenge for a blank USB key to answer, asked for the activation
+    /// `code` it will serve (the centre issues one only for a code not yet activated).
+    pub async fn challenge(&self, code: &str) -> Result<[u8; 32], HostError> {
+        let bytes = self
+            .call("challenge", &serde_json::json!({ "code": code }))
+            .await?;
         let body: ChallengeBody = serde_json::from_slice(&bytes)
             .map_err(|e| self.unreachable(format!("unreadable answer: {e}")))?;
         let mut c = [0u8; 32];
