@@ -1287,3 +1287,151 @@ async fn unverified_postgres_tls_is_warned_about() {
         "it did try: {err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The vendor's input.
+
+/// What the vendor asks for is checked when it is asked, with the limits licences have: a
+/// code whose licence could not be made, or a series whose KeyNos would overflow, is a 400
+/// (HTTP) or a refusal (CLI), not a code that fails at every activation.
+#[tokio::test]
+async fn vendor_input_is_checked() {
+    let c = centre(None, &[]).await;
+    let refused = |(s, j): (u16, Value), says: &str| {
+        assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
+        assert!(j["error"].as_str().expect("e").contains(says), "{j}");
+    };
+    let codes = |extra: Value| {
+        let mut body = json!({"key_id": "672B", "licence_count": 1});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let c = &c;
+        async move { c.post("/centre/v1/codes", body, true).await }
+    };
+    for n in [4_294_967_295u64, 1_000_001] {
+        refused(codes(json!({"licence_count": n})).await, "LicenceCount");
+    }
+    refused(
+        codes(json!({"period_days": 4_294_967_295u64})).await,
+        "Period",
+    );
+    refused(codes(json!({"period_days": 36_526})).await, "Period");
+    // The limits themselves are accepted, and such a code activates.
+    let (s, j) = codes(json!({"licence_count": 1_000_000, "period_days": 36_525})).await;
+    assert_eq!(s, 201, "{j}");
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": j["code"], "binding": {"computer": "C".repeat(40)}}),
+            false,
+        )
+        .await;
+    assert_eq!(s, 200, "{j}");
+    // The CLI says the same.
+    let out = c.cli(&[
+        "centre",
+        "code-issue",
+        "--key-id",
+        "672B",
+        "--count",
+        "4294967295",
+    ]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("LicenceCount"), "{}", stdout(&out));
+
+    // First KeyNos: 0, and any that leaves less than 10^9 below i64::MAX, are refused (not
+    // silently replaced).
+    let max = i64::MAX as u64 - 1_000_000_000;
+    for (id, first) in [
+        ("Z0", 0),
+        ("Z1", u64::MAX),
+        ("Z2", i64::MAX as u64),
+        ("Z3", max + 1),
+    ] {
+        let (s, j) = c
+            .post(
+                "/centre/v1/products",
+                json!({"key_id": id, "product_name": "X", "first_key_no": first}),
+                true,
+            )
+            .await;
+        refused((s, j), "first_key_no");
+    }
+    let out = c.cli(&[
+        "centre",
+        "product-add",
+        "--key-id",
+        "Z4",
+        "--name",
+        "X",
+        "--article",
+        "1",
+        "--article-name",
+        "X",
+        "--first-key-no",
+        "9223372036854775807",
+    ]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("first_key_no"), "{}", stdout(&out));
+    // The highest allowed first KeyNo works, activation after activation.
+    let (s, j) = c
+        .post(
+            "/centre/v1/products",
+            json!({"key_id": "TOP", "product_name": "X", "first_key_no": max}),
+            true,
+        )
+        .await;
+    assert_eq!(s, 201, "{j}");
+    for k in 0..2 {
+        let code = c.code(json!({"key_id": "TOP", "licence_count": 1})).await;
+        let (s, j) = c
+            .post(
+                "/centre/v1/activate",
+                json!({"code": code, "binding": {"computer": "T".repeat(40)}}),
+                false,
+            )
+            .await;
+        assert_eq!(s, 200, "{j}");
+        let doc = keybridge::crypto::unb64(j["licence"].as_str().expect("licence")).expect("b64");
+        let env: Value = serde_json::from_slice(&doc).expect("envelope");
+        let terms: Value = serde_json::from_slice(
+            &keybridge::crypto::unb64(env["payload"].as_str().expect("p")).expect("b64"),
+        )
+        .expect("terms");
+        assert_eq!(terms["key_no"].as_u64(), Some(max + k));
+    }
+}
+
+/// A database error's text (table names, values, connection details) stays in the log: the
+/// answer is a plain 500 "internal error". Forced with a series whose KeyNo counter an older
+/// version let overflow (written into the database behind the centre's back).
+#[tokio::test]
+async fn database_errors_are_not_answered() {
+    let c = centre(None, &[]).await;
+    sqlx::any::install_default_drivers();
+    let db = sqlx::AnyPool::connect(&keybridge::centre::sqlite_url(&c.data.join("centre.db")))
+        .await
+        .expect("open the centre's database");
+    sqlx::query("UPDATE products SET next_key_no = 9223372036854775807 WHERE key_id = '672B'")
+        .execute(&db)
+        .await
+        .expect("update");
+    db.close().await;
+    let code = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
+    let (s, j) = c
+        .post(
+            "/centre/v1/activate",
+            json!({"code": code, "binding": {"computer": "D".repeat(40)}}),
+            false,
+        )
+        .await;
+    assert_eq!(
+        (s, &j),
+        (
+            500,
+            &json!({"error": "internal error", "reason": "internal"})
+        )
+    );
+    assert!(c.log().contains("centre: database"), "{}", c.log());
+}

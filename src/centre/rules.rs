@@ -231,6 +231,22 @@ fn code_hash(code: &ActivationCode) -> String {
 }
 
 const FIRST_KEY_NO: i64 = 1_000_001;
+/// KeyNos a series must have room for above its first: KeyNos are stored as BIGINT, so a
+/// first KeyNo near `i64::MAX` would overflow the series' counter within a few activations.
+const KEY_NO_ROOM: u64 = 1_000_000_000;
+
+/// The first KeyNo a new series starts from: the default, or the vendor's, which must be at
+/// least 1 and leave [`KEY_NO_ROOM`] numbers below `i64::MAX`.
+fn first_key_no(asked: Option<u64>) -> Result<i64, CentreError> {
+    let max = i64::MAX.unsigned_abs() - KEY_NO_ROOM;
+    match asked {
+        None => Ok(FIRST_KEY_NO),
+        Some(n) if n == 0 || n > max => Err(CentreError::Invalid(format!(
+            "first_key_no must be between 1 and {max} (a series needs room for {KEY_NO_ROOM} KeyNos)"
+        ))),
+        Some(n) => i64::try_from(n).map_err(|_| CentreError::Invalid("first_key_no".into())),
+    }
+}
 const FIRST_REG_NO: i64 = 1;
 
 const LICENCE_QUERY: &str = "SELECT a.key_id, a.key_no, a.reg_no, a.binding, a.itn, a.iec, a.activated, a.updated, a.restores, \
@@ -286,6 +302,7 @@ fn terms_from_row(row: &AnyRow) -> Result<LicenceTerms, CentreError> {
 
 impl Centre {
     pub async fn add_product(&self, p: &Product) -> Result<(), CentreError> {
+        first_key_no(p.first_key_no)?;
         LicenceTerms {
             product_name: p.product_name.clone(),
             article_name: p.article_name.clone(),
@@ -310,12 +327,7 @@ impl Centre {
         .bind(i64::from(p.product_version))
         .bind(p.product_version_name.clone())
         .bind(i64::from(p.flags.0))
-        .bind(
-            p.first_key_no
-                .and_then(|n| i64::try_from(n).ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(FIRST_KEY_NO),
-        )
+        .bind(first_key_no(p.first_key_no)?)
         .bind(FIRST_REG_NO)
         .execute(&self.db)
         .await?;
@@ -329,6 +341,14 @@ impl Centre {
                 "a code must grant at least one licence".into(),
             ));
         }
+        // The limits every licence has (LicenceCount, Period), checked now: a code its
+        // licence could not carry would fail at every activation.
+        LicenceTerms {
+            period: spec.period_days,
+            service_type: spec.service_type,
+            ..LicenceTerms::new(1, &spec.key_id, spec.licence_count, Binding::Device(1))
+        }
+        .validate()?;
         let product = sqlx::query("SELECT key_id FROM products WHERE key_id = $1")
             .bind(spec.key_id.clone())
             .fetch_optional(&self.db)
