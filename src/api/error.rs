@@ -197,6 +197,7 @@ fn exception_for(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "EHTTPUnauthorized",
         StatusCode::NOT_FOUND => "EHTTPNotFound",
         StatusCode::METHOD_NOT_ALLOWED => "EHTTPMethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "ERequestTimeout",
         StatusCode::PAYLOAD_TOO_LARGE => "EHTTPPayloadTooLarge",
         StatusCode::MISDIRECTED_REQUEST => "EHTTPMisdirectedRequest",
         StatusCode::SERVICE_UNAVAILABLE => "EServiceUnavailable",
