@@ -536,6 +536,21 @@ mod tests {
                 "[api] login_window_seconds",
                 "99999999999",
             ),
+            (
+                "[api]\nactivation_window_seconds = 0\n",
+                "[api] activation_window_seconds",
+                "0",
+            ),
+            (
+                "[api]\nmax_failed_activations = 0\n",
+                "[api] max_failed_activations",
+                "0",
+            ),
+            (
+                "[api]\nactivation_table_size = 0\n",
+                "[api] activation_table_size",
+                "0",
+            ),
         ] {
             let e = load(text).expect_err(text);
             assert!(

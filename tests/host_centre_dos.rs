@@ -91,6 +91,22 @@ async fn bad_activations_are_throttled_on_the_host_and_never_burn_the_centre() {
     assert_eq!(log.matches("failed proof (").count(), 5, "{log}");
     assert!(!log.contains("too many failed proofs"), "{log}");
 
+    // Another loopback address is the same machine, so the same client: no fresh allowance.
+    let other = client_builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().expect("ip"))
+        .build()
+        .expect("client");
+    let r = other
+        .post(format!("{}/api/licences", s.base))
+        .basic_auth(USER, Some(PASS))
+        .json(&activation(&random_code()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 429);
+    let j: Value = r.json().await.expect("json");
+    assert_eq!(j["Exception"], "ETooManyActivationFailures", "{j}");
+
     // The same client with a genuine code: refused locally while its window lasts.
     let genuine = c.code(json!({"key_id": PRODUCT, "licence_count": 1})).await;
     let r = s.post("/api/licences", activation(&genuine)).await;

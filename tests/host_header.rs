@@ -321,3 +321,18 @@ async fn the_refusal_log_names_what_was_refused_and_is_rate_limited() {
         "{after:?}"
     );
 }
+
+/// Spaces around a header value are not part of it (RFC 9110 field values): a QueryID sent as
+/// `  abc ` is `abc`, echoed and signed as `abc` (docs/signing.md).
+#[tokio::test]
+async fn spaces_around_the_query_id_are_not_part_of_it() {
+    let s = Server::demo().await;
+    let head = format!(
+        "GET /api/serverinfo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nLicence-QueryID:  \tq1 \t\r\nConnection: close\r\n\r\n",
+        basic(USER, PASS)
+    );
+    let r = send(&s.addr(), &head).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("licence-queryid"), Some("q1"));
+    assert_host_signed(&s, &r);
+}
