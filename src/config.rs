@@ -293,6 +293,15 @@ pub struct ApiConfig {
     pub login_hash_workers: usize,
     /// How long a login waits for a free hash worker before it is answered 503.
     pub login_wait_ms: u64,
+    /// Activations from one client address (all of loopback counting as one) that the centre
+    /// may refuse as unproven within `activation_window_seconds` before the host refuses that
+    /// client's activations itself, without asking the centre (which counts such refusals
+    /// against the host's address and would cut the whole host off).
+    pub max_failed_activations: u32,
+    pub activation_window_seconds: u64,
+    /// Client addresses the failed-activation table tracks at once; when all of them are
+    /// failing, activations from new addresses are refused (429) until a window passes.
+    pub activation_table_size: usize,
     /// Serve the API over HTTPS with this certificate chain (PEM) …
     pub tls_cert: Option<PathBuf>,
     /// … and its private key (PEM). Both or neither.
@@ -310,6 +319,9 @@ impl Default for ApiConfig {
             login_table_size: 10_000,
             login_hash_workers: 0,
             login_wait_ms: 2_000,
+            max_failed_activations: 5,
+            activation_window_seconds: 600,
+            activation_table_size: 1_000,
             tls_cert: None,
             tls_key: None,
         }
@@ -439,6 +451,19 @@ impl Config {
             true,
         )
         .map_err(at("[usb] rescan_seconds"))?;
+        if !(1..=MAX_LOGIN_WINDOW_SECONDS).contains(&self.api.activation_window_seconds) {
+            return Err((
+                "[api] activation_window_seconds",
+                format!(
+                    "must be a whole number between 1 and {MAX_LOGIN_WINDOW_SECONDS}, got {}",
+                    self.api.activation_window_seconds
+                ),
+            ));
+        }
+        check_count(self.api.max_failed_activations as usize, 1, 1_000_000)
+            .map_err(at("[api] max_failed_activations"))?;
+        check_count(self.api.activation_table_size, 1, MAX_LEASE_CAP)
+            .map_err(at("[api] activation_table_size"))?;
         if self.api.login_window_seconds > MAX_LOGIN_WINDOW_SECONDS {
             return Err((
                 "[api] login_window_seconds",
@@ -510,6 +535,21 @@ mod tests {
                 "[api]\nlogin_window_seconds = 99999999999\n",
                 "[api] login_window_seconds",
                 "99999999999",
+            ),
+            (
+                "[api]\nactivation_window_seconds = 0\n",
+                "[api] activation_window_seconds",
+                "0",
+            ),
+            (
+                "[api]\nmax_failed_activations = 0\n",
+                "[api] max_failed_activations",
+                "0",
+            ),
+            (
+                "[api]\nactivation_table_size = 0\n",
+                "[api] activation_table_size",
+                "0",
             ),
         ] {
             let e = load(text).expect_err(text);

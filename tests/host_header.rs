@@ -275,3 +275,64 @@ async fn the_centre_guards_its_default_password_the_same_way() {
     assert_eq!(centre_get(&c, "centre.example").await.status, 200);
     assert_eq!(centre_get(&c, "evil.example").await.status, 200);
 }
+
+/// The 421's log line names the name that was refused — the request line's authority when
+/// that is what failed, not an allowed `Host` beside it — and a flood of refusals is one
+/// line per few seconds with a count of the rest, not a line each.
+#[tokio::test]
+async fn the_refusal_log_names_what_was_refused_and_is_rate_limited() {
+    let s = Server::demo().await;
+    let auth = basic(USER, PASS);
+    let lines = |s: &Server| -> Vec<String> {
+        s.log_plain()
+            .lines()
+            .filter(|l| l.contains("DNS rebinding guard"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let r = send(
+        &s.addr(),
+        &get("http://evil.example/api/licences", "127.0.0.1", &auth),
+    )
+    .await;
+    assert_misdirected(&s, &r);
+    let first = lines(&s);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(
+        first[0].contains("evil.example") && first[0].contains("request line"),
+        "{first:?}"
+    );
+    assert!(!first[0].contains("host=\"127.0.0.1"), "{first:?}");
+
+    for _ in 0..10 {
+        let r = send(&s.addr(), &get("/api/licences", "evil2.example", &auth)).await;
+        assert_misdirected(&s, &r);
+    }
+    assert_eq!(lines(&s).len(), 1, "{:?}", lines(&s));
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let r = send(&s.addr(), &get("/api/licences", "evil3.example", &auth)).await;
+    assert_misdirected(&s, &r);
+    let after = lines(&s);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after[1].contains("evil3.example")
+            && after[1].contains("Host header")
+            && after[1].contains("suppressed=10"),
+        "{after:?}"
+    );
+}
+
+/// Spaces around a header value are not part of it (RFC 9110 field values): a QueryID sent as
+/// `  abc ` is `abc`, echoed and signed as `abc` (docs/signing.md).
+#[tokio::test]
+async fn spaces_around_the_query_id_are_not_part_of_it() {
+    let s = Server::demo().await;
+    let head = format!(
+        "GET /api/serverinfo HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {}\r\nLicence-QueryID:  \tq1 \t\r\nConnection: close\r\n\r\n",
+        basic(USER, PASS)
+    );
+    let r = send(&s.addr(), &head).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("licence-queryid"), Some("q1"));
+    assert_host_signed(&s, &r);
+}

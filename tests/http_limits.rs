@@ -340,6 +340,10 @@ async fn a_request_too_slow_to_arrive_gets_a_signed_408_from_each_service() {
     );
     assert_eq!(r.status, 408);
     assert_eq!(r.json()["Code"], 408);
+    assert_eq!(r.json()["Exception"], "ERequestTimeout");
+    assert!(r.json()["Message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("(ERequestTimeout) ")));
     assert!(rsa_verify(
         &s.public_key,
         &r.body,

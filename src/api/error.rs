@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub exception: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header, when the refusal is for a while.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -56,7 +58,14 @@ impl ApiError {
             status,
             exception,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// With a `Retry-After` of `seconds` (at least 1).
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -104,6 +113,10 @@ impl IntoResponse for ApiError {
             exception: self.exception,
         };
         let mut resp = Reply::json(self.status, &body).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -153,6 +166,7 @@ impl From<HostError> for ApiError {
                 (S::SERVICE_UNAVAILABLE, "ECentreUnavailable")
             }
             HostError::CentreUnverified { .. } => (S::SERVICE_UNAVAILABLE, "ECentreUnverified"),
+            HostError::CentreBusy { .. } => (S::SERVICE_UNAVAILABLE, "ECentreBusy"),
             HostError::CentreRefused { status, .. } if *status == 400 => {
                 (S::BAD_REQUEST, "EActivationRefused")
             }
@@ -168,7 +182,11 @@ impl From<HostError> for ApiError {
             HostError::Store(s) => s.public_message(),
             _ => message,
         };
-        ApiError::new(status, exception, message)
+        let out = ApiError::new(status, exception, message);
+        match e {
+            HostError::CentreBusy { retry_after, .. } => out.retry_after(retry_after),
+            _ => out,
+        }
     }
 }
 
@@ -179,6 +197,7 @@ fn exception_for(status: StatusCode) -> &'static str {
         StatusCode::UNAUTHORIZED => "EHTTPUnauthorized",
         StatusCode::NOT_FOUND => "EHTTPNotFound",
         StatusCode::METHOD_NOT_ALLOWED => "EHTTPMethodNotAllowed",
+        StatusCode::REQUEST_TIMEOUT => "ERequestTimeout",
         StatusCode::PAYLOAD_TOO_LARGE => "EHTTPPayloadTooLarge",
         StatusCode::MISDIRECTED_REQUEST => "EHTTPMisdirectedRequest",
         StatusCode::SERVICE_UNAVAILABLE => "EServiceUnavailable",

@@ -13,6 +13,7 @@ mod sessions;
 pub mod wire;
 
 pub use crate::web::login::Auth;
+pub use licences::{ActivationThrottle, UPDATE_FAILED};
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub host: Arc<Host>,
     pub signer: Arc<HostResponseKey>,
     pub auth: Auth,
+    /// Activations the centre refused as unproven, per client (`licences::ActivationThrottle`).
+    pub activation_failures: ActivationThrottle,
     pub api_enabled: bool,
     pub server_version: String,
 }

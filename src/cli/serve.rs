@@ -210,6 +210,7 @@ async fn serve(
         host: host.clone(),
         signer,
         auth: Auth::with_limits(config.api.user.clone(), hash, (&config.api).into()),
+        activation_failures: (&config.api).into(),
         api_enabled: config.api.enabled,
         server_version: crate::web::server_version_header(),
     });

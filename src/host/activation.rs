@@ -21,6 +21,14 @@ pub struct ActivationInput {
     pub blank_key_no: Option<u64>,
 }
 
+/// What [`Host::update_licences`] did: every licence now, and how many the centre refused.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    pub licences: Vec<LicenceEntry>,
+    /// Licences the centre refused to update or restore (each logged at WARN with its reason).
+    pub failed: usize,
+}
+
 /// An activation onto a blank USB key under way; dropping it (success, error, or the request
 /// going away) ends it.
 struct BlankClaim<'a> {
@@ -136,11 +144,13 @@ impl Host {
     /// anything is installed, so an unreachable centre changes nothing. Only licences the
     /// centre's licence key signed are asked about: asking about another centre's would count
     /// as failed proofs and get this host throttled. One it does not know (a forged claim) is
-    /// left as it is.
-    pub async fn update_licences(&self) -> Result<Vec<LicenceEntry>, HostError> {
+    /// left as it is. A licence the centre refused is left as it is too, logged at WARN with
+    /// the centre's reason and counted in [`Updated::failed`], so the caller can say so.
+    pub async fn update_licences(&self) -> Result<Updated, HostError> {
         let centre = self.centre()?;
         let ours = centre.licence_key_fingerprint().await?;
         let mut docs = Vec::new();
+        let mut failed = 0;
         for e in self.licences() {
             if e.signer.as_deref() != Some(ours.as_str()) {
                 continue;
@@ -195,8 +205,15 @@ impl Host {
                 .unwrap_or_default();
             match answer {
                 Ok(doc) => docs.push(doc),
-                Err(HostError::CentreRefused { message, .. }) => {
-                    tracing::warn!("licence {what} not updated: {message}");
+                Err(HostError::CentreRefused {
+                    status,
+                    reason,
+                    message,
+                }) => {
+                    failed += 1;
+                    tracing::warn!(
+                        "licence {what} not updated: the centre refused ({status} {reason}): {message}"
+                    );
                 }
                 Err(e) => return Err(e),
             }
@@ -204,7 +221,10 @@ impl Host {
         for doc in docs {
             self.install_licence(doc).await?;
         }
-        Ok(self.licences())
+        Ok(Updated {
+            licences: self.licences(),
+            failed,
+        })
     }
 
     /// The current version of a superseded licence, asked for with what its file claims (the

@@ -98,6 +98,7 @@ impl CentreClient {
             .await
             .map_err(|e| self.unreachable(error_chain(&e)))?;
         let status = r.status().as_u16();
+        let retry_after = retry_after(r.headers());
         let echoed = r.headers().get(QUERY_ID).map(|v| v.as_bytes().to_vec());
         let signature = r
             .headers()
@@ -110,6 +111,16 @@ impl CentreClient {
             .await?;
         if status != 200 {
             let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if status == 429 || status == 503 {
+                // Throttled or overloaded: a reason to come back, not a refused proof.
+                return Err(HostError::CentreBusy {
+                    retry_after,
+                    message: v["error"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| format!("HTTP {status}")),
+                });
+            }
             return Err(HostError::CentreRefused {
                 status,
                 reason: v["reason"].as_str().unwrap_or("unknown").to_owned(),
@@ -241,6 +252,20 @@ impl CentreClient {
         };
         self.licence("restore", &body).await
     }
+}
+
+/// Longest wait passed on from a centre's `Retry-After`: its windows are minutes, and a
+/// larger (or garbled) value must not tell clients to stay away for days.
+const MAX_RETRY_AFTER: u64 = 3600;
+
+/// The centre's `Retry-After` in seconds (1 ..= [`MAX_RETRY_AFTER`]); 60 when it sent none
+/// or an HTTP date (the centre sends seconds).
+fn retry_after(h: &reqwest::header::HeaderMap) -> u64 {
+    h.get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(60)
+        .clamp(1, MAX_RETRY_AFTER)
 }
 
 /// An error with its causes: reqwest's own text omits them, and the cause is what says

@@ -56,11 +56,23 @@ pub enum HostError {
         reason: String,
         message: String,
     },
+    /// The centre throttled this host or is overloaded (its 429 or 503): not a refusal of
+    /// the request's proof, so it must not read as one.
+    #[error("the licensing centre is busy or throttling this host: {message}")]
+    CentreBusy { retry_after: u64, message: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl HostError {
+    /// Whether this is the centre refusing an activation as unproven (an unknown code, an ITN
+    /// that does not match, a code activated for another binding): the refusals the centre
+    /// counts against this host's address, which the API therefore throttles per client.
+    pub fn is_unproven_activation(&self) -> bool {
+        matches!(self, HostError::CentreRefused { reason, .. }
+            if matches!(reason.as_str(), "unknown_code" | "unknown_licence" | "itn_mismatch" | "already_activated"))
+    }
+
     /// Device errors that are really memory-password answers become memory errors, so a
     /// wrong password reads the same on a USB key as on a software key.
     pub fn device(serial: u64, error: DeviceError) -> HostError {

@@ -13,7 +13,7 @@ mod leases;
 mod memory;
 pub mod sysinfo;
 
-pub use activation::ActivationInput;
+pub use activation::{ActivationInput, Updated};
 pub use computer_id::computer_id;
 pub use devices::DeviceRow;
 pub use error::HostError;

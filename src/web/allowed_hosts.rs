@@ -15,7 +15,12 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// How often a refusal is logged at most: a page (or a scanner) can send thousands a second,
+/// and each would otherwise be a WARN line.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The names a service answers to.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +33,8 @@ pub enum AllowedHosts {
         names: Arc<[String]>,
         /// What a refusal says the operator can do about it.
         hint: Arc<str>,
+        /// Refusals are logged at most every [`REFUSAL_LOG_INTERVAL`], with a count of the rest.
+        log: Arc<Mutex<crate::web::server::RateLimitedLog>>,
     },
 }
 
@@ -110,6 +117,9 @@ impl AllowedHosts {
         Ok(AllowedHosts::Only {
             names: parsed.into(),
             hint: hint.into(),
+            log: Arc::new(Mutex::new(crate::web::server::RateLimitedLog::new(
+                REFUSAL_LOG_INTERVAL,
+            ))),
         })
     }
 
@@ -141,7 +151,7 @@ pub async fn check(
     req: Request,
     next: Next,
 ) -> Response {
-    let AllowedHosts::Only { hint, .. } = &hosts else {
+    let AllowedHosts::Only { hint, log, .. } = &hosts else {
         return next.run(req).await;
     };
     let mut given = req.headers().get_all(header::HOST).iter();
@@ -165,15 +175,27 @@ pub async fn check(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    let shown: String = first
-        .map(|v| {
-            String::from_utf8_lossy(v.as_bytes())
-                .chars()
-                .take(100)
-                .collect()
-        })
-        .unwrap_or_default();
-    tracing::warn!(client, host = ?shown, "request refused: the Host header names a host this server does not answer to (DNS rebinding guard)");
+    // The name actually refused: the Host header's, or else the request line's authority
+    // (`GET http://evil.example/api` with an allowed `Host`).
+    let (shown, source) = match (header_ok, first) {
+        (false, Some(v)) => (
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            "Host header",
+        ),
+        _ => (
+            req.uri()
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+            "request line",
+        ),
+    };
+    let shown: String = shown.chars().take(100).collect();
+    log.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .log(|suppressed| {
+            tracing::warn!(client, host = ?shown, source, suppressed, "request refused: it names a host this server does not answer to (DNS rebinding guard); logged at most every {} s, `suppressed` counts the refusals not logged since the last line", REFUSAL_LOG_INTERVAL.as_secs());
+        });
     error(
         StatusCode::MISDIRECTED_REQUEST,
         format!("this server does not answer to the host named in the request: {hint}"),

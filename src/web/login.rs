@@ -148,11 +148,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The user name and password of a Basic `Authorization` header.
+/// The user name and password of a Basic `Authorization` header. The scheme name is
+/// case-insensitive and followed by one or more spaces (RFC 9110 §11.4: `auth-scheme
+/// 1*SP token68`), so `BASIC`, `basic` and `bAsIc` are all Basic.
 fn basic(h: &[u8]) -> Option<(String, String)> {
-    let b64 = h
-        .strip_prefix(b"Basic ")
-        .or_else(|| h.strip_prefix(b"basic "))?;
+    let space = h.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = h.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"Basic") {
+        return None;
+    }
+    let start = rest.iter().position(|&b| b != b' ')?;
+    let b64 = &rest[start..];
     let decoded = std::str::from_utf8(b64)
         .ok()
         .and_then(crate::crypto::unb64)?;
@@ -539,6 +545,28 @@ mod tests {
             );
         }
         assert_eq!(b.tracked(), 0);
+    }
+
+    #[test]
+    fn the_basic_scheme_name_is_case_insensitive() {
+        let creds = crate::crypto::b64(b"admin:pass");
+        let want = Some(("admin".to_owned(), "pass".to_owned()));
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            for sep in [" ", "   "] {
+                let h = format!("{scheme}{sep}{creds}");
+                assert_eq!(basic(h.as_bytes()), want, "{h}");
+            }
+        }
+        for bad in [
+            format!("Bearer {creds}"),
+            format!("Basics {creds}"),
+            format!("Basic{creds}"),
+            "Basic".to_owned(),
+            "Basic ".to_owned(),
+            format!("Basic\t{creds}"),
+        ] {
+            assert_eq!(basic(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[tokio::test]

@@ -214,14 +214,15 @@ async fn limit_request(
 }
 
 /// Logs an error at most once per interval, counting what it left out.
-struct RateLimitedLog {
+#[derive(Debug)]
+pub struct RateLimitedLog {
     every: Duration,
     last: Option<Instant>,
     suppressed: u64,
 }
 
 impl RateLimitedLog {
-    fn new(every: Duration) -> Self {
+    pub fn new(every: Duration) -> Self {
         RateLimitedLog {
             every,
             last: None,
@@ -229,7 +230,7 @@ impl RateLimitedLog {
         }
     }
 
-    fn log(&mut self, what: impl FnOnce(u64)) {
+    pub fn log(&mut self, what: impl FnOnce(u64)) {
         let now = Instant::now();
         if self
             .last
