@@ -5,7 +5,7 @@
 use super::error::ApiError;
 use super::params::{self, Accepts, Params, Segment};
 use super::reply::Reply;
-use super::wire::{MemoryJson, MemoryUpdated};
+use super::wire::{MemoryJson, Updated};
 use super::AppState;
 use crate::hal::PasswordChange;
 use crate::keymem::{MAX_PASSWORD_BYTES, MAX_VALUE_BYTES};
@@ -72,7 +72,7 @@ pub async fn write_or_passwords(
             new_write: password(&p, "NewWritePassword")?,
         };
         st.host.memory_set_passwords(key_no, change).await?;
-        return Ok(Reply::updated(&MemoryUpdated::new(
+        return Ok(Reply::updated(&Updated::memory(
             "SetMemoryPasswords",
             key_no,
         )));
@@ -91,7 +91,7 @@ pub async fn write_or_passwords(
     st.host
         .memory_write(key_no, password(&p, "Password")?, value)
         .await?;
-    Ok(Reply::updated(&MemoryUpdated::new("WriteMemory", key_no)))
+    Ok(Reply::updated(&Updated::memory("WriteMemory", key_no)))
 }
 
 pub async fn reset(
@@ -100,5 +100,5 @@ pub async fn reset(
 ) -> Result<Reply, ApiError> {
     let key_no = params::key_no(&key_no)?;
     st.host.memory_reset(key_no).await?;
-    Ok(Reply::updated(&MemoryUpdated::new("ResetMemory", key_no)))
+    Ok(Reply::updated(&Updated::memory("ResetMemory", key_no)))
 }

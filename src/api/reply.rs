@@ -36,7 +36,7 @@ impl Reply {
     }
 
     /// 202 "Updated" (memory written, passwords changed, memory reset, session closed), with
-    /// a body that says what was changed (`wire::MemoryUpdated`, `wire::SessionClosed`).
+    /// a body that says what was changed (`wire::Updated`).
     pub fn updated<T: Serialize>(value: &T) -> Reply {
         Self::json(StatusCode::ACCEPTED, value)
     }

@@ -3,9 +3,7 @@
 use super::error::ApiError;
 use super::params::{Accepts, Params, Segment};
 use super::reply::Reply;
-use super::wire::{
-    ConnectionJson, ConnectionList, LicenceJson, SessionClosed, SessionJson, SessionList,
-};
+use super::wire::{ConnectionJson, ConnectionList, LicenceJson, SessionJson, SessionList, Updated};
 use super::AppState;
 use crate::host::{Opened, SessionRequest};
 use axum::extract::{ConnectInfo, State};
@@ -68,13 +66,13 @@ pub async fn one(State(st): State<Arc<AppState>>, Segment(id): Segment) -> Resul
     Ok(Reply::ok(&SessionJson::new(&s, crate::time::now())))
 }
 
-/// Releases a session early (not in the spec; design §5). 202 with `SessionClosed`.
+/// Releases a session early (not in the spec; design §5). 202 with `Updated`.
 pub async fn close(
     State(st): State<Arc<AppState>>,
     Segment(id): Segment,
 ) -> Result<Reply, ApiError> {
     st.host.close_session(&id)?;
-    Ok(Reply::updated(&SessionClosed::new(id)))
+    Ok(Reply::updated(&Updated::session_closed(id)))
 }
 
 pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {

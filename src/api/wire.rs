@@ -188,56 +188,51 @@ pub struct MemoryJson {
     pub value: String,
 }
 
-/// The 202 "Updated" answer of the memory commands. The spec gives them no body; keybridge
-/// sends this one so that every signature covers a body of ours — never the client's QueryID
-/// alone — and so the signed answer says what was changed on which key. `Code` and `Text`
-/// are those of the error body, so a client can read every answer's status the same way.
+/// The 202 "Updated" answer of the memory commands and of closing a session. The spec gives
+/// them no body; keybridge sends this one so that every signature covers a body of ours —
+/// never the client's QueryID alone — and so the signed answer says what was changed on
+/// what. `Code` and `Text` are those of the error body, so a client can read every answer's
+/// status the same way.
 #[derive(Serialize)]
-pub struct MemoryUpdated {
+pub struct Updated {
     #[serde(rename = "Code")]
-    pub code: u16,
+    code: u16,
     #[serde(rename = "Text")]
-    pub text: &'static str,
-    /// `WriteMemory`, `SetMemoryPasswords` or `ResetMemory`.
+    text: &'static str,
+    /// `WriteMemory`, `SetMemoryPasswords`, `ResetMemory` or `CloseSession`.
     #[serde(rename = "Command")]
-    pub command: &'static str,
-    #[serde(rename = "KeyNo")]
-    pub key_no: u64,
+    command: &'static str,
+    #[serde(flatten)]
+    target: UpdatedTarget,
 }
 
-impl MemoryUpdated {
-    pub fn new(command: &'static str, key_no: u64) -> Self {
-        MemoryUpdated {
+/// What an [`Updated`] answer changed: a key's memory (`KeyNo`) or a session (`ID`).
+#[derive(Serialize)]
+enum UpdatedTarget {
+    #[serde(rename = "KeyNo")]
+    KeyNo(u64),
+    #[serde(rename = "ID")]
+    Id(String),
+}
+
+impl Updated {
+    fn new(command: &'static str, target: UpdatedTarget) -> Self {
+        Updated {
             code: 202,
             text: "Updated",
             command,
-            key_no,
+            target,
         }
     }
-}
 
-/// The 202 answer of `DELETE /api/sessions/{ID}`, for the same reasons as [`MemoryUpdated`].
-#[derive(Serialize)]
-pub struct SessionClosed {
-    #[serde(rename = "Code")]
-    pub code: u16,
-    #[serde(rename = "Text")]
-    pub text: &'static str,
-    /// Always `CloseSession`.
-    #[serde(rename = "Command")]
-    pub command: &'static str,
-    #[serde(rename = "ID")]
-    pub id: String,
-}
+    /// A memory command on key `key_no`.
+    pub fn memory(command: &'static str, key_no: u64) -> Self {
+        Self::new(command, UpdatedTarget::KeyNo(key_no))
+    }
 
-impl SessionClosed {
-    pub fn new(id: String) -> Self {
-        SessionClosed {
-            code: 202,
-            text: "Updated",
-            command: "CloseSession",
-            id,
-        }
+    /// `DELETE /api/sessions/{ID}`.
+    pub fn session_closed(id: String) -> Self {
+        Self::new("CloseSession", UpdatedTarget::Id(id))
     }
 }
 
