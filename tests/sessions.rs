@@ -225,6 +225,10 @@ async fn delete_releases_a_session_early() {
         .to_owned();
     let r = s.call("DELETE", &format!("/api/sessions/{id}"), None).await;
     assert_eq!(r.status, 202);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"Code": 202, "Text": "Updated", "Command": "CloseSession", "ID": id})
+    );
     s.call("DELETE", &format!("/api/sessions/{id}"), None)
         .await
         .assert_error(404, "ESessionNotFound");
