@@ -192,15 +192,7 @@ async fn update_brings_new_terms_and_restore_follows_a_new_computer_id() {
 
     // The vendor changes both codes' validity; an update brings it to the host and to the USB key.
     for code in [&sw, &usb] {
-        let out = c.cli(&[
-            "centre",
-            "code-extend",
-            "--code",
-            code,
-            "--period-days",
-            "30",
-        ]);
-        assert!(out.status.success(), "{}", stdout(&out));
+        extend(&c, code, 30);
     }
     let r = s.post("/api/licences/update", json!({})).await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -702,15 +694,7 @@ async fn forged_format_1_files_do_not_get_the_host_throttled() {
         assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
     }
     // The genuine licence still gets its updates: the centre throttled nothing.
-    let out = c.cli(&[
-        "centre",
-        "code-extend",
-        "--code",
-        &code,
-        "--period-days",
-        "9",
-    ]);
-    assert!(out.status.success(), "{}", stdout(&out));
+    extend(&c, &code, 9);
     assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
     assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
     let log = s.log();
@@ -740,15 +724,7 @@ async fn update_asks_only_about_the_centres_own_licences() {
     for _ in 0..3 {
         assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
     }
-    let out = c.cli(&[
-        "centre",
-        "code-extend",
-        "--code",
-        &code,
-        "--period-days",
-        "9",
-    ]);
-    assert!(out.status.success(), "{}", stdout(&out));
+    extend(&c, &code, 9);
     let r = s.post("/api/licences/update", json!({})).await;
     assert_eq!(r.status, 200);
     assert_eq!(s.get("/api/licences/5000000").await.json()["Period"], 9);
@@ -880,4 +856,18 @@ async fn parallel_activations_onto_one_blank_bind_one_code() {
             assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         }
     }
+}
+
+/// The vendor changes the validity a code grants (`centre code-extend`).
+fn extend(c: &CentreServer, code: &str, days: u32) {
+    let days = days.to_string();
+    let out = c.cli(&[
+        "centre",
+        "code-extend",
+        "--code",
+        code,
+        "--period-days",
+        &days,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
 }
