@@ -78,6 +78,24 @@ async fn post_from(
     (status, r.json().await.expect("json"), retry)
 }
 
+/// POSTs `body` to `path` (no credentials), asserts the status and the error's `reason`, and
+/// returns the answer.
+async fn expect_reason(
+    c: &CentreServer,
+    path: &str,
+    body: Value,
+    status: u16,
+    reason: &str,
+) -> Value {
+    let (s, j) = c.post(path, body, false).await;
+    assert_eq!(
+        (s, j["reason"].as_str()),
+        (status, Some(reason)),
+        "{path}: {j}"
+    );
+    j
+}
+
 fn a_code() -> String {
     keybridge::centre::ActivationCode::generate().to_string()
 }
@@ -404,18 +422,14 @@ async fn recorded_attestations_do_not_replay() {
     let bound = keybridge::hal::attest::offline_challenge(&code, Some(ITN), None, 600);
     let p = proof(&blank.attest(&bound).expect("attest"));
     for challenge in [None, Some(hex::encode(bound))] {
-        let (s, j) = c
-            .post(
-                "/centre/v1/activate",
-                activate(&code, &p, challenge.as_deref()),
-                false,
-            )
-            .await;
-        assert_eq!(
-            (s, j["reason"].as_str()),
-            (403, Some("challenge_refused")),
-            "{j}"
-        );
+        expect_reason(
+            &c,
+            "/centre/v1/activate",
+            activate(&code, &p, challenge.as_deref()),
+            403,
+            "challenge_refused",
+        )
+        .await;
     }
 
     // A fresh challenge: accepted once.
@@ -428,18 +442,14 @@ async fn recorded_attestations_do_not_replay() {
     let p = proof(&blank.attest(&raw).expect("attest"));
     // A challenge asked for one code does not activate another (and is not used up by it).
     let other = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
-    let (s, j) = c
-        .post(
-            "/centre/v1/activate",
-            activate(&other, &p, Some(&hex_c)),
-            false,
-        )
-        .await;
-    assert_eq!(
-        (s, j["reason"].as_str()),
-        (403, Some("challenge_refused")),
-        "{j}"
-    );
+    let j = expect_reason(
+        &c,
+        "/centre/v1/activate",
+        activate(&other, &p, Some(&hex_c)),
+        403,
+        "challenge_refused",
+    )
+    .await;
     assert!(j["error"]
         .as_str()
         .expect("e")
@@ -453,30 +463,22 @@ async fn recorded_attestations_do_not_replay() {
         .await;
     assert_eq!(s, 200, "{j}");
     // Replayed: refused, for this code and for another.
-    let (s, j) = c
-        .post(
-            "/centre/v1/activate",
-            activate(&code, &p, Some(&hex_c)),
-            false,
-        )
-        .await;
-    assert_eq!(
-        (s, j["reason"].as_str()),
-        (403, Some("challenge_refused")),
-        "{j}"
-    );
-    let (s, j) = c
-        .post(
-            "/centre/v1/activate",
-            activate(&other, &p, Some(&hex_c)),
-            false,
-        )
-        .await;
-    assert_eq!(
-        (s, j["reason"].as_str()),
-        (403, Some("challenge_refused")),
-        "{j}"
-    );
+    expect_reason(
+        &c,
+        "/centre/v1/activate",
+        activate(&code, &p, Some(&hex_c)),
+        403,
+        "challenge_refused",
+    )
+    .await;
+    let j = expect_reason(
+        &c,
+        "/centre/v1/activate",
+        activate(&other, &p, Some(&hex_c)),
+        403,
+        "challenge_refused",
+    )
+    .await;
     assert!(j["error"].as_str().expect("e").contains("already used"));
     // A malformed challenge is a 400.
     let (s, _) = c
