@@ -140,6 +140,7 @@ impl From<HostError> for ApiError {
             HostError::ConnectionNotFound(_) => (S::NOT_FOUND, "EConnectionNotFound"),
             HostError::NoMatchingKey(_) => (S::NOT_FOUND, "ENoMatchingKey"),
             HostError::NoFreeLicence(_) => (S::FORBIDDEN, "ENoFreeLicence"),
+            HostError::SessionRestricted { .. } => (S::FORBIDDEN, "ESessionRestricted"),
             HostError::TooManySessions(_) => (S::SERVICE_UNAVAILABLE, "ETooManySessions"),
             HostError::TooManyConnections(_) => (S::SERVICE_UNAVAILABLE, "ETooManyConnections"),
             HostError::Memory(m) => match m {

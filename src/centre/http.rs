@@ -115,6 +115,10 @@ pub struct CentreState {
     /// Signs every HTTP answer; never licences.
     pub response_key: Arc<CentreResponseKey>,
     pub throttle: ProofThrottle,
+    /// Service users' logins to the account API.
+    pub users: super::accounts::login::UserLogin,
+    /// Where the account API is served (`accounts::http::DEFAULT_BASE`).
+    pub account_base: String,
 }
 
 impl CentreState {
@@ -134,7 +138,20 @@ impl CentreState {
             admin,
             response_key,
             throttle: ProofThrottle::new(limits),
+            users: super::accounts::login::UserLogin::new(crate::web::login::LoginLimits::new(
+                10,
+                Duration::from_secs(600),
+            )),
+            account_base: super::accounts::http::DEFAULT_BASE.to_owned(),
         }
+    }
+
+    /// Serves the account API at `base` (checked by `accounts::http::check_base`) and counts
+    /// service users' failed logins by `limits`.
+    pub fn with_accounts(mut self, base: String, limits: crate::web::login::LoginLimits) -> Self {
+        self.account_base = base;
+        self.users = super::accounts::login::UserLogin::new(limits);
+        self
     }
 }
 
@@ -186,6 +203,7 @@ impl From<CentreError> for CentreReply {
             CentreError::ItnMismatch => (S::FORBIDDEN, "itn_mismatch"),
             CentreError::RestoreLimit { .. } => (S::FORBIDDEN, "restore_limit"),
             CentreError::Device(_) => (S::FORBIDDEN, "device_not_genuine"),
+            CentreError::Account(a) => (a.status(), a.reason()),
             CentreError::Db(_) | CentreError::Migrate(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
         if matches!(e, CentreError::ChallengesFull) {
@@ -538,6 +556,11 @@ pub struct CodeBody {
     /// How often the licence may be restored onto a new machine [default: 3].
     #[arg(long)]
     pub restore_limit: Option<u32>,
+    /// The customer account the code is issued to (its licences belong to the account, and
+    /// the code is reserved for the account's ITN and IEC).
+    #[arg(long)]
+    #[serde(default)]
+    pub account: Option<u64>,
 }
 
 fn main_type() -> u8 {
@@ -571,6 +594,7 @@ impl CodeBody {
         if let Some(l) = self.restore_limit {
             spec.restore_limit = l;
         }
+        spec.account = self.account;
         Ok(spec)
     }
 }
@@ -602,6 +626,7 @@ async fn list_codes(State(st): State<Arc<CentreState>>) -> Result<Json<Value>, C
                 "code": c.code,
                 "key_id": c.key_id,
                 "licence_count": c.licence_count,
+                "account": c.account,
                 "state": if a.is_some() { "activated" } else { "new" },
                 "key_no": a.map(|a| a.key_no),
                 "binding": a.map(|a| WireBinding::from(&a.binding)),
@@ -709,6 +734,7 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
     let admin = Router::new()
         .route("/centre/v1/products", post(add_product))
         .route("/centre/v1/codes", post(issue_code).get(list_codes))
+        .merge(super::accounts::http::admin_routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_login::<CentreState>,
@@ -720,6 +746,7 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
         .route("/centre/v1/challenge", post(challenge))
         .route("/centre/v1/publickey", get(public_key))
         .merge(admin)
+        .merge(super::accounts::http::routes(&state.account_base))
         .fallback(not_found)
         .with_state(state)
         // Layers run outermost last-added first: sign ← limits ← normalise ← routes.

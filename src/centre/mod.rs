@@ -3,6 +3,7 @@
 //! `sqlx`'s `Any` driver — an SQLite file by default, PostgreSQL for a `postgres://` URL — with
 //! one set of migrations (`migrations/`) for both.
 
+pub mod accounts;
 pub mod code;
 mod db;
 pub use db::{ensure_private_dir, sqlite_url};
@@ -71,6 +72,9 @@ pub enum CentreError {
     ChallengesForCode { retry_after: u64 },
     #[error("{0}")]
     Licence(#[from] LicenceError),
+    /// The vendor's account administration (accounts, servants, tariffs, definitions).
+    #[error("{0}")]
+    Account(#[from] accounts::AccountError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("database migration: {0}")]

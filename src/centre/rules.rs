@@ -39,6 +39,9 @@ pub struct CodeSpec {
     pub support_type: Option<u8>,
     /// How often a licence from this code may be restored onto a new binding.
     pub restore_limit: u32,
+    /// The customer account the code is issued to: its licences belong to it, and the
+    /// code is reserved for the account's ITN and IEC unless others are given.
+    pub account: Option<u64>,
 }
 
 impl CodeSpec {
@@ -56,6 +59,7 @@ impl CodeSpec {
             support_end_date: None,
             support_type: None,
             restore_limit: 3,
+            account: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct CodeState {
     pub code: String,
     pub key_id: String,
     pub licence_count: u32,
+    /// The account it was issued to.
+    pub account: Option<u64>,
     /// `None` while new.
     pub activation: Option<ActivationState>,
 }
@@ -250,9 +256,27 @@ fn first_key_no(asked: Option<u64>) -> Result<i64, CentreError> {
 const FIRST_REG_NO: i64 = 1;
 
 const LICENCE_QUERY: &str = "SELECT a.key_id, a.key_no, a.reg_no, a.binding, a.itn, a.iec, a.activated, a.updated, a.restores, \
-     c.code, c.key_type, c.service_type, c.licence_count, c.period_days, c.start_date, c.support_date, c.support_end_date, c.support_type, c.restore_limit, \
+     c.code, c.account_id, c.key_type, c.service_type, c.licence_count, c.period_days, c.start_date, c.support_date, c.support_end_date, c.support_type, c.restore_limit, \
      p.product_name, p.article, p.article_name, p.product_version, p.product_version_name, p.flags \
      FROM activations a JOIN codes c ON c.code = a.code JOIN products p ON p.key_id = a.key_id";
+
+/// `terms` with the account its code was issued to and the session restrictions of that
+/// account's users as they stand now (read on `c`, inside the caller's transaction if any).
+async fn with_account(
+    c: &mut sqlx::AnyConnection,
+    row: &AnyRow,
+    mut terms: LicenceTerms,
+) -> Result<LicenceTerms, CentreError> {
+    let account: Option<i64> = row.try_get("account_id")?;
+    if let Some(a) = account {
+        let id = u64::try_from(a).map_err(|_| CentreError::Invalid("stored account".into()))?;
+        terms.account = Some(licence::AccountTerms {
+            id,
+            session_limits: super::accounts::store::session_limits(c, id).await?,
+        });
+    }
+    Ok(terms)
+}
 
 /// The licence an activation stands for, from its stored rows: the same rows give the same
 /// terms, so re-issuing is idempotent down to the signature bytes.
@@ -356,12 +380,30 @@ impl Centre {
         if product.is_none() {
             return Err(CentreError::UnknownProduct(spec.key_id.clone()));
         }
+        let (mut itn, mut iec) = (
+            spec.itn.as_ref().map(|i| i.as_str().to_owned()),
+            spec.iec.as_ref().map(|i| i.as_str().to_owned()),
+        );
+        let account = match spec.account {
+            None => None,
+            Some(id) => {
+                let (a_itn, a_iec) = self.account_itn(id).await?;
+                if itn.is_none() {
+                    (itn, iec) = (a_itn, a_iec);
+                } else if a_itn.is_some() && (itn != a_itn || (iec.is_some() && iec != a_iec)) {
+                    return Err(CentreError::Invalid(format!(
+                        "the ITN and IEC given differ from account {id}'s; leave them out to use the account's"
+                    )));
+                }
+                Some(super::accounts::store::db_id(id)?)
+            }
+        };
         let code = ActivationCode::generate();
         let fmt = |t: &Option<Timestamp>| t.as_ref().map(time::format);
         sqlx::query(
             "INSERT INTO codes (code, key_id, key_type, service_type, licence_count, period_days, start_date, itn, iec, \
-             support_date, support_end_date, support_type, restore_limit, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             support_date, support_end_date, support_type, restore_limit, created, account_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(code.to_string())
         .bind(spec.key_id.clone())
@@ -370,13 +412,14 @@ impl Centre {
         .bind(i64::from(spec.licence_count))
         .bind(i64::from(spec.period_days))
         .bind(fmt(&spec.start_date))
-        .bind(spec.itn.as_ref().map(|i| i.as_str().to_owned()))
-        .bind(spec.iec.as_ref().map(|i| i.as_str().to_owned()))
+        .bind(itn)
+        .bind(iec)
         .bind(fmt(&spec.support_date))
         .bind(fmt(&spec.support_end_date))
         .bind(spec.support_type.map(i64::from))
         .bind(i64::from(spec.restore_limit))
         .bind(time::format(&time::now()))
+        .bind(account)
         .execute(&self.db)
         .await?;
         Ok(code)
@@ -406,7 +449,7 @@ impl Centre {
     /// Every code with its state, newest first.
     pub async fn list_codes(&self) -> Result<Vec<CodeState>, CentreError> {
         let rows = sqlx::query(
-            "SELECT c.code, c.key_id, c.licence_count, c.created, a.key_no, a.binding, a.activated, a.restores \
+            "SELECT c.code, c.key_id, c.licence_count, c.account_id, c.created, a.key_no, a.binding, a.activated, a.restores \
              FROM codes c LEFT JOIN activations a ON a.code = c.code ORDER BY c.created DESC, c.code",
         )
         .fetch_all(&self.db)
@@ -427,6 +470,7 @@ impl Centre {
                     code: r.try_get("code")?,
                     key_id: r.try_get("key_id")?,
                     licence_count: num(r, "licence_count")?,
+                    account: opt_num(r, "account_id")?,
                     activation,
                 })
             })
@@ -569,7 +613,8 @@ impl Centre {
             .fetch_one(&mut *tx)
             .await?;
         // Signed before the commit: a licence that cannot be made leaves the code unused.
-        let signed = self.sign(terms_from_row(&row)?).await?;
+        let terms = with_account(&mut tx, &row, terms_from_row(&row)?).await?;
+        let signed = self.sign(terms).await?;
         tx.commit().await?;
         Ok(signed)
     }
@@ -625,7 +670,10 @@ impl Centre {
         {
             return Err(CentreError::NotProven);
         }
-        self.sign(terms_from_row(&row)?).await
+        let mut c = self.db.acquire().await?;
+        let terms = with_account(&mut c, &row, terms_from_row(&row)?).await?;
+        drop(c);
+        self.sign(terms).await
     }
 
     /// Moves a licence to a new binding (a changed ComputerID), within the code's restore
@@ -684,7 +732,7 @@ impl Centre {
         .execute(&mut *tx)
         .await?;
         let row = Self::proven_row(&mut *tx, &req.key_id, req.key_no, &req.code).await?;
-        let terms = terms_from_row(&row)?;
+        let terms = with_account(&mut tx, &row, terms_from_row(&row)?).await?;
         if moved.rows_affected() == 0 && terms.binding != req.binding {
             return Err(CentreError::RestoreLimit {
                 key_id: req.key_id.clone(),
@@ -732,7 +780,8 @@ impl Centre {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(unknown)?;
-        let signed = self.sign(terms_from_row(&row)?).await?;
+        let terms = with_account(&mut tx, &row, terms_from_row(&row)?).await?;
+        let signed = self.sign(terms).await?;
         tx.commit().await?;
         Ok(signed)
     }

@@ -1,6 +1,7 @@
 //! `keybridge centre …`: run the licensing centre, and administer it on its own machine.
 
 use super::CliResult;
+use crate::centre::accounts::admin::{self, AccountBody, DefinitionBody, MemberBody, ServantBody};
 use crate::centre::http::{self, CentreState, CodeBody, ProductBody, ProofLimits};
 use crate::centre::{self, wire, Centre};
 use crate::crypto::password::PasswordHash;
@@ -82,6 +83,8 @@ pub enum CentreCommand {
         data: CentreData,
         #[command(flatten)]
         proofs: ProofArgs,
+        #[command(flatten)]
+        accounts: AccountApiArgs,
     },
     /// Add a product series.
     ProductAdd {
@@ -139,6 +142,76 @@ pub enum CentreCommand {
     },
     /// List activation codes and their state.
     CodeList(CentreData),
+    /// Create a customer account with its first owner (a new service user, whose password is
+    /// generated and printed unless given, or an existing one); prints the account as JSON.
+    AccountAdd {
+        #[command(flatten)]
+        account: AccountBody,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// List the customer accounts.
+    AccountList(CentreData),
+    /// List an account's licences (where each is bound) and its unused codes.
+    AccountLicences {
+        /// The account's code.
+        id: u64,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Attach a service user to an account (created if new), optionally until a date.
+    AccountUserAdd {
+        /// The account's code.
+        #[arg(long)]
+        account: u64,
+        #[command(flatten)]
+        member: MemberBody,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Make an account a servicing organisation (or change its settings).
+    ServantAdd {
+        #[command(flatten)]
+        servant: ServantBody,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Have a servicing organisation serve an account.
+    ServantServe {
+        /// The served account's code.
+        #[arg(long)]
+        account: u64,
+        /// The servicing organisation's code.
+        #[arg(long)]
+        servant: u64,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Publish (or replace) a servicing organisation's tariff from a JSON file shaped like
+    /// `account/servant_tariffs/info`'s `servant_tariff` (docs/accounts.md).
+    TariffAdd {
+        /// The servicing organisation's code.
+        #[arg(long)]
+        servant: u64,
+        /// The tariff (JSON).
+        file: PathBuf,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Define an additional attribute or property accounts or their users may carry.
+    AttachedDefine {
+        #[command(flatten)]
+        definition: DefinitionBody,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Set a service user's password (from KEYBRIDGE_USER_PASSWORD, or generated and printed).
+    UserPassword {
+        /// The user's login.
+        login: String,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// Print the centre's public licence key (PEM): hosts trust licences signed by it. With
     /// --response, the key that signs the centre's HTTP answers (`[centre] response_key`).
     KeyPublic {
@@ -147,6 +220,41 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+}
+
+/// The account API (`docs/accounts.md`).
+#[derive(Args, Clone)]
+pub struct AccountApiArgs {
+    /// Where the Service Manager account API is served.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_ACCOUNT_API_PATH",
+        value_name = "PATH",
+        default_value = centre::accounts::http::DEFAULT_BASE
+    )]
+    pub account_api_path: String,
+    /// Failed service-user logins allowed per client address within the window; more get
+    /// 10429.
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_ACCOUNT_MAX_FAILED_LOGINS",
+        default_value_t = 10
+    )]
+    pub account_max_failed_logins: u32,
+    #[arg(
+        long,
+        env = "KEYBRIDGE_CENTRE_ACCOUNT_LOGIN_WINDOW_SECONDS",
+        default_value_t = 600
+    )]
+    pub account_login_window_seconds: u64,
+}
+
+/// Prints an administration answer as JSON.
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+    );
 }
 
 /// Limits on proofs and attestation challenges (`docs/centre.md`, "Proofs and throttling").
@@ -383,7 +491,8 @@ pub fn run(cmd: CentreCommand) -> CliResult {
     let rt = runtime()?;
     let done = rt.block_on(async move {
         match cmd {
-            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, allowed_host, http, data, proofs } => {
+            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, allowed_host, http, data, proofs, accounts } => {
+                centre::accounts::http::check_base(&accounts.account_api_path)?;
                 if admin_password_hash.is_none() && !listen.ip().is_loopback() {
                     return Err(format!(
                         "refusing to listen on {listen} with the default admin password; pass --admin-password-hash"
@@ -432,7 +541,15 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                 let _ = std::io::stdout().flush();
                 let admin = Auth::new("admin".into(), hash, 10, Duration::from_secs(60));
                 let response_key = Arc::new(data.response_key()?);
-                let state = Arc::new(CentreState::with_limits(centre, admin, response_key, proofs.limits()));
+                let state = Arc::new(
+                    CentreState::with_limits(centre, admin, response_key, proofs.limits()).with_accounts(
+                        accounts.account_api_path.clone(),
+                        crate::web::login::LoginLimits::new(
+                            accounts.account_max_failed_logins.max(1),
+                            Duration::from_secs(accounts.account_login_window_seconds.max(1)),
+                        ),
+                    ),
+                );
                 serve_centre(state, listener, tls, limits, server::shutdown_signal()).await;
             }
             CentreCommand::ProductAdd { product, data } => {
@@ -474,14 +591,47 @@ pub fn run(cmd: CentreCommand) -> CliResult {
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {
+                    let account = c.account.map(|a| format!("\taccount {a}")).unwrap_or_default();
                     match &c.activation {
-                        None => println!("{}\t{}\t{}\tnew", c.code, c.key_id, c.licence_count),
+                        None => println!("{}\t{}\t{}\tnew{account}", c.code, c.key_id, c.licence_count),
                         Some(a) => println!(
-                            "{}\t{}\t{}\tactivated {} as KeyNo {} on {}, restored {} time(s)",
+                            "{}\t{}\t{}\tactivated {} as KeyNo {} on {}, restored {} time(s){account}",
                             c.code, c.key_id, c.licence_count, crate::time::format(&a.activated), a.key_no, a.binding, a.restores
                         ),
                     }
                 }
+            }
+            CentreCommand::AccountAdd { account, data } => {
+                print_json(&admin::add_account(&data.open().await?, &account).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::AccountList(data) => {
+                print_json(&admin::list(&data.open().await?).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::AccountLicences { id, data } => {
+                print_json(&admin::licences(&data.open().await?, id).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::AccountUserAdd { account, member, data } => {
+                print_json(&admin::add_member(&data.open().await?, account, &member).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::ServantAdd { servant, data } => {
+                print_json(&admin::add_servant(&data.open().await?, &servant).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::ServantServe { account, servant, data } => {
+                data.open().await?.add_served(account, servant).await.map_err(|e| e.to_string())?;
+                println!("account {account} is served by {servant}");
+            }
+            CentreCommand::TariffAdd { servant, file, data } => {
+                let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let t: centre::accounts::store::Tariff = serde_json::from_slice(&text)
+                    .map_err(|e| format!("{}: not a tariff: {e}", file.display()))?;
+                print_json(&admin::add_tariff(&data.open().await?, servant, &t).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::AttachedDefine { definition, data } => {
+                print_json(&admin::define(&data.open().await?, &definition).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::UserPassword { login, data } => {
+                let body = admin::PasswordBody { password: std::env::var("KEYBRIDGE_USER_PASSWORD").ok() };
+                print_json(&admin::reset_password(&data.open().await?, &login, &body).await.map_err(|e| e.to_string())?);
             }
             CentreCommand::KeyPublic { response, data } => {
                 if response {

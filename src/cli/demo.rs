@@ -16,6 +16,11 @@ pub const SOFTWARE_KEY_NO: u64 = 7_131_766;
 pub const KEYED_SERIAL: u64 = 90_000_001;
 pub const BLANK_SERIAL: u64 = 90_000_002;
 pub const ITN: &str = "1234567890";
+/// The demo customer account: the codes of the demo belong to it.
+pub const ACCOUNT: u64 = 1010;
+/// Its owner and a plain user (passwords made at the first start, kept in the demo folder).
+pub const OWNER: &str = "demo-owner";
+pub const USER: &str = "demo-user";
 /// Unused codes kept on offer.
 const FRESH_CODES: usize = 3;
 
@@ -78,10 +83,15 @@ fn centre_error(e: CentreError) -> HostError {
 
 /// Provisions the demo keys on a data directory that has none yet, and tops up the unused
 /// codes; returns what it did, for printing.
-pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, HostError> {
+pub async fn provision(
+    host: &Host,
+    centre: &Centre,
+    account_api: &str,
+) -> Result<Vec<String>, HostError> {
     let marker = host.data_dir().join("demo").join("provisioned");
     let mut said = Vec::new();
     let itn = Itn::try_from(ITN.to_string()).ok();
+    let account = demo_account(host.data_dir(), centre).await?;
     if marker.exists() {
         said.push(format!(
             "demo data already in {}: kept as it is",
@@ -109,7 +119,10 @@ pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, Host
         }
         for (count, blank) in [(5, None), (1, Some(KEYED_SERIAL))] {
             let code = centre
-                .issue_code(&CodeSpec::new(KEY_ID, count))
+                .issue_code(&CodeSpec {
+                    account: Some(ACCOUNT),
+                    ..CodeSpec::new(KEY_ID, count)
+                })
                 .await
                 .map_err(centre_error)?;
             // Activated at the demo centre itself (a configured [centre] url may be another
@@ -165,14 +178,118 @@ pub async fn provision(host: &Host, centre: &Centre) -> Result<Vec<String>, Host
         .collect();
     while fresh.len() < FRESH_CODES {
         let code = centre
-            .issue_code(&CodeSpec::new(KEY_ID, 2))
+            .issue_code(&CodeSpec {
+                account: Some(ACCOUNT),
+                ..CodeSpec::new(KEY_ID, 2)
+            })
             .await
             .map_err(centre_error)?;
         fresh.push(code.to_string());
+    }
+    said.push(format!(
+        "demo customer account {ACCOUNT} (ITN {ITN}; the demo codes are its) at the account API {account_api}/execute:"
+    ));
+    for (login, role, password) in &account {
+        said.push(format!("  {login} ({role}) password {password}"));
+    }
+    if let Some((login, _, password)) = account.first() {
+        said.push(format!(
+            "  try: curl -u {login}:{password} {account_api}/execute/usr/account/list"
+        ));
     }
     said.push(format!(
         "unused demo activation codes (2 licences each; POST /api/licences with ITN {ITN}, or add \"BlankKeyNo\": {BLANK_SERIAL} for the blank):"
     ));
     said.extend(fresh.into_iter().map(|c| format!("  {c}")));
     Ok(said)
+}
+
+/// Makes (once) the demo customer account with its owner and a plain user, and returns each
+/// user's login, role and password. The passwords are made at random the first time and kept
+/// in `demo/account-users` (0600, in the private demo folder), so every start can print them.
+async fn demo_account(
+    data_dir: &Path,
+    centre: &Centre,
+) -> Result<Vec<(String, String, String)>, HostError> {
+    use crate::centre::accounts::admin;
+    let file = data_dir.join("demo").join("account-users");
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let users: Vec<(String, String, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ' ');
+                Some((f.next()?.into(), f.next()?.into(), f.next()?.into()))
+            })
+            .collect();
+        if users.len() == 2 {
+            return Ok(users);
+        }
+    }
+    let fail = |e: crate::centre::accounts::AccountError| centre_error(e.into());
+    let (owner_pw, user_pw) = (admin::generated_password(), admin::generated_password());
+    if centre.account_card(ACCOUNT).await.is_ok() {
+        // The account is there but its passwords were lost: new ones.
+        for (login, pw) in [(OWNER, &owner_pw), (USER, &user_pw)] {
+            let body = admin::PasswordBody {
+                password: Some(pw.clone()),
+            };
+            admin::reset_password(centre, login, &body)
+                .await
+                .map_err(fail)?;
+        }
+    } else {
+        add_demo_account(centre, &owner_pw, &user_pw)
+            .await
+            .map_err(fail)?;
+    }
+    let users = vec![
+        (OWNER.to_owned(), "owner".to_owned(), owner_pw),
+        (USER.to_owned(), "user".to_owned(), user_pw),
+    ];
+    let text: String = users
+        .iter()
+        .map(|(l, r, p)| format!("{l} {r} {p}\n"))
+        .collect();
+    atomic::write(&file, text.as_bytes(), 0o600)?;
+    Ok(users)
+}
+
+async fn add_demo_account(
+    centre: &Centre,
+    owner_pw: &str,
+    user_pw: &str,
+) -> Result<(), crate::centre::accounts::AccountError> {
+    use crate::centre::accounts::admin::{self, AccountBody, MemberBody, UserBody};
+    let user = |login: &str, name: &str, password: &str| UserBody {
+        login: login.into(),
+        name: Some(name.into()),
+        email: None,
+        password: Some(password.into()),
+    };
+    admin::add_account(
+        centre,
+        &AccountBody {
+            id: Some(ACCOUNT),
+            name: "ООО «Демо»".into(),
+            itn: Some(ITN.into()),
+            iec: None,
+            site: String::new(),
+            city: String::new(),
+            email: String::new(),
+            phone: String::new(),
+            owner: user(OWNER, "Демо Владелец", owner_pw),
+        },
+    )
+    .await?;
+    admin::add_member(
+        centre,
+        ACCOUNT,
+        &MemberBody {
+            user: user(USER, "Демо Пользователь", user_pw),
+            role: "user".into(),
+            until: None,
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -192,8 +192,9 @@ async fn serve(
         )
         .map_err(|e| e.to_string())?;
     }
-    if let Some((centre, _)) = &demo_centre {
-        let said = demo::provision(&host, &centre.centre)
+    if let Some((centre, url)) = &demo_centre {
+        let account_api = format!("{url}{}", centre.account_base);
+        let said = demo::provision(&host, &centre.centre, &account_api)
             .await
             .map_err(|e| format!("demo: {e}"))?;
         println!("demo data in {}:", data_dir.display());

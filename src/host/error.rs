@@ -20,6 +20,13 @@ pub enum HostError {
     NoMatchingKey(String),
     #[error("every licence of the matching keys is in use: {0}")]
     NoFreeLicence(String),
+    /// The session's user already holds the sessions their account allows them.
+    #[error("user {user:?} already holds {limit} session(s), the most account {account} allows them (account/users/set_session_restriction); a session must end first")]
+    SessionRestricted {
+        user: String,
+        account: u64,
+        limit: u32,
+    },
     #[error("the host holds its maximum of {0} sessions ([leases] max_sessions); try again when one ends")]
     TooManySessions(usize),
     #[error("the host holds its maximum of {0} connections, each with a live session ([leases] max_connections); try again when one ends")]

@@ -107,6 +107,9 @@ enum Lease {
 
 struct SessionSlot {
     session: Session,
+    /// (account, user in lower case) when the session's licence carries the account's
+    /// session restrictions: what [`Leases::per_user`] counts it under.
+    account_user: Option<AccountUser>,
     /// When the lease ends, on the monotonic clock: a wall-clock step never ends or extends it.
     deadline: Instant,
 }
@@ -140,8 +143,26 @@ pub(super) struct Leases {
     idle: BTreeSet<(Instant, u64)>,
     /// Sessions per KeyNo.
     in_use: HashMap<u64, usize>,
+    /// Sessions per (account, user) on the account's licences, for session restrictions.
+    per_user: HashMap<AccountUser, usize>,
     next_number: u64,
     next_seq: u64,
+}
+
+/// An account's code and a user name in lower case.
+type AccountUser = (u64, String);
+
+/// The account a licence belongs to and the number of sessions it allows `user`, if it
+/// restricts them (logins match UserName regardless of case).
+fn restriction(t: &LicenceTerms, user: Option<&str>) -> Option<(AccountUser, u32)> {
+    let a = t.account.as_ref()?;
+    let user = user?.to_lowercase();
+    let limit = a
+        .session_limits
+        .iter()
+        .find(|l| l.user.to_lowercase() == user)?
+        .sessions;
+    Some(((a.id, user), limit))
 }
 
 fn new_id() -> String {
@@ -193,6 +214,14 @@ impl Leases {
                 self.in_use.remove(&s.key_no);
             }
         }
+        if let Some(au) = slot.account_user {
+            if let Some(n) = self.per_user.get_mut(&au) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_user.remove(&au);
+                }
+            }
+        }
         self.release_connection(&s.connection_id, now);
         Some(s)
     }
@@ -229,6 +258,13 @@ impl Leases {
 
     fn in_use(&self, key_no: u64) -> usize {
         self.in_use.get(&key_no).copied().unwrap_or(0)
+    }
+
+    /// Whether licence `t` may give `user` one more session: false when its account
+    /// restricts the user and they hold that many sessions on the account's licences.
+    fn user_may(&self, t: &LicenceTerms, user: Option<&str>) -> bool {
+        restriction(t, user)
+            .is_none_or(|(au, limit)| self.per_user.get(&au).copied().unwrap_or(0) < limit as usize)
     }
 
     /// Extends connection `id`'s lease to at least `deadline` and records the client's use.
@@ -394,14 +430,22 @@ impl Host {
         }
 
         // The lowest free usable key, found without copying the others.
+        let user = req.user_name.as_deref();
         let free = self.first_entry_where(|k| {
             k.terms.is_some_and(|t| {
-                matches(t, &req) && leases.in_use(k.key_no) < t.licence_count as usize
+                matches(t, &req)
+                    && leases.in_use(k.key_no) < t.licence_count as usize
+                    && leases.user_may(t, user)
             }) && k.usable(now)
         });
         let Some(entry) = free else {
-            return Err(self.refusal(&req, now));
+            return Err(self.refusal(&req, now, &leases));
         };
+        let account_user = entry
+            .terms
+            .as_ref()
+            .and_then(|t| restriction(t, user))
+            .map(|(au, _)| au);
         if leases.sessions.len() >= policy.max_sessions {
             return Err(HostError::TooManySessions(policy.max_sessions));
         }
@@ -426,22 +470,47 @@ impl Host {
             expires,
         };
         *leases.in_use.entry(entry.key_no).or_insert(0) += 1;
+        if let Some(au) = &account_user {
+            *leases.per_user.entry(au.clone()).or_insert(0) += 1;
+        }
         leases.by_client.insert(req.client_session_id, id.clone());
         leases.by_number.insert(number, id.clone());
         leases.deadlines.insert((deadline, Lease::Session(number)));
-        leases
-            .sessions
-            .insert(id, SessionSlot { session, deadline });
+        leases.sessions.insert(
+            id,
+            SessionSlot {
+                session,
+                account_user,
+                deadline,
+            },
+        );
         Ok(Opened::Created(entry))
     }
 
-    /// Why no key can serve `req`: none matches usably, or every licence is held.
-    fn refusal(&self, req: &SessionRequest, now: Timestamp) -> HostError {
+    /// Why no key can serve `req`: none matches usably, the user holds what their account
+    /// allows them, or every licence is held.
+    fn refusal(&self, req: &SessionRequest, now: Timestamp, leases: &Leases) -> HostError {
         let matching = self.entries_where(|_, t| t.is_some_and(|t| matches(t, req)));
         let usable: Vec<&LicenceEntry> = matching
             .iter()
             .filter(|e| e.unusable_reason(now).is_none())
             .collect();
+        // A licence with a free seat that the user's restriction alone keeps from them.
+        let restricted = usable.iter().find_map(|e| {
+            let t = e.terms.as_ref()?;
+            if leases.in_use(e.key_no) >= t.licence_count as usize {
+                return None;
+            }
+            let ((account, _), limit) = restriction(t, req.user_name.as_deref())?;
+            (!leases.user_may(t, req.user_name.as_deref())).then_some((account, limit))
+        });
+        if let Some((account, limit)) = restricted {
+            return HostError::SessionRestricted {
+                user: req.user_name.clone().unwrap_or_default(),
+                account,
+                limit,
+            };
+        }
         if usable.is_empty() {
             let why = if matching.is_empty() {
                 describe_filters(req)

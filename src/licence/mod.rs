@@ -7,7 +7,9 @@
 mod terms;
 mod trust;
 
-pub use terms::{Binding, Flags, Iec, Itn, KeyType, LicenceTerms, Validity};
+pub use terms::{
+    AccountTerms, Binding, Flags, Iec, Itn, KeyType, LicenceTerms, SessionLimit, Validity,
+};
 pub use trust::TrustStore;
 
 use crate::crypto::{self, LicenceKey};

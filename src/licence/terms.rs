@@ -196,7 +196,35 @@ pub struct LicenceTerms {
     pub industry_support_preferentials: Option<u8>,
     pub update_date: Option<Timestamp>,
     pub binding: Binding,
+    /// The customer account the licence belongs to, with its users' session restrictions
+    /// as they stood when the centre signed it (absent: no account, no restrictions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountTerms>,
 }
+
+/// What a licence says about the account that owns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountTerms {
+    /// The account's code at the centre.
+    pub id: u64,
+    /// Users of the account with a limit on simultaneous sessions, by login; a user not
+    /// listed has none.
+    #[serde(default)]
+    pub session_limits: Vec<SessionLimit>,
+}
+
+/// At most `sessions` simultaneous sessions for the user `user` (a login, matched to a
+/// session's UserName regardless of case) across the account's licences on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimit {
+    pub user: String,
+    pub sessions: u32,
+}
+
+/// Most session restrictions one licence carries (an account's users).
+pub const MAX_SESSION_LIMITS: usize = 1000;
 
 /// The validity of a licence at a given moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +290,7 @@ impl LicenceTerms {
             industry_support_preferentials: None,
             update_date: None,
             binding,
+            account: None,
         }
     }
 
@@ -307,6 +336,25 @@ impl LicenceTerms {
         ] {
             if value.is_some_and(|v| v.chars().count() > max) {
                 return bad(format!("{name} is limited to {max} characters"));
+            }
+        }
+        if let Some(a) = &self.account {
+            if a.id == 0 || a.id > max_id {
+                return bad(format!("the account code must be between 1 and {max_id}"));
+            }
+            if a.session_limits.len() > MAX_SESSION_LIMITS {
+                return bad(format!(
+                    "a licence carries at most {MAX_SESSION_LIMITS} session restrictions"
+                ));
+            }
+            if a.session_limits
+                .iter()
+                .any(|l| l.sessions == 0 || l.user.is_empty() || l.user.chars().count() > 32)
+            {
+                return bad(
+                    "a session restriction names a user of 1-32 characters and at least 1 session"
+                        .into(),
+                );
             }
         }
         if self.message_type.is_some_and(|t| t > 2) {

@@ -95,11 +95,11 @@ pub enum Login {
     },
 }
 
-type HeaderDigest = [u8; 32];
+pub(crate) type HeaderDigest = [u8; 32];
 
 /// Digests of `Authorization` headers already checked and found right, oldest first out.
 #[derive(Default)]
-struct Verified {
+pub(crate) struct Verified {
     set: HashSet<HeaderDigest>,
     order: VecDeque<HeaderDigest>,
 }
@@ -110,11 +110,11 @@ const VERIFIED_CACHE: usize = 256;
 const MAX_FLIGHTS: usize = 1024;
 
 impl Verified {
-    fn contains(&self, d: &HeaderDigest) -> bool {
+    pub(crate) fn contains(&self, d: &HeaderDigest) -> bool {
         self.set.contains(d)
     }
 
-    fn insert(&mut self, d: HeaderDigest) {
+    pub(crate) fn insert(&mut self, d: HeaderDigest) {
         if self.set.insert(d) {
             self.order.push_back(d);
             while self.order.len() > VERIFIED_CACHE {
@@ -151,7 +151,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The user name and password of a Basic `Authorization` header. The scheme name is
 /// case-insensitive and followed by one or more spaces (RFC 9110 §11.4: `auth-scheme
 /// 1*SP token68`), so `BASIC`, `basic` and `bAsIc` are all Basic.
-fn basic(h: &[u8]) -> Option<(String, String)> {
+pub(crate) fn basic(h: &[u8]) -> Option<(String, String)> {
     let space = h.iter().position(|&b| b == b' ')?;
     let (scheme, rest) = h.split_at(space);
     if !scheme.eq_ignore_ascii_case(b"Basic") {

@@ -289,3 +289,51 @@ impl CentreServer {
         super::net::terminate(&mut self.child, within)
     }
 }
+
+impl CentreServer {
+    /// Calls the account API (`/a/adm/hs/ext_api{path}`) with `method`, as `user` (login and
+    /// password) if given, with `body` if given; checks the centre's signature; returns the
+    /// status and the JSON answer.
+    pub async fn account_api(
+        &self,
+        method: &str,
+        path: &str,
+        user: Option<(&str, &str)>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut rb = self
+            .client
+            .request(m, format!("{}/a/adm/hs/ext_api{path}", self.base));
+        if let Some((u, p)) = user {
+            rb = rb.basic_auth(u, Some(p));
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let query_id = format!("{}", rand_id());
+        let r = rb
+            .header("Licence-QueryID", &query_id)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status().as_u16();
+        let sig = r
+            .headers()
+            .get("licence-signature")
+            .expect("signed")
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            rsa_verify(
+                &self.response_key,
+                &centre_message(query_id.as_bytes(), status, &bytes),
+                &sig
+            ),
+            "bad centre signature"
+        );
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+}

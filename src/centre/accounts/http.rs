@@ -1,0 +1,399 @@
+//! The account API's routes under its base path (default [`DEFAULT_BASE`]):
+//! - `POST {base}/execute` — the envelope: `general.type` (`usr`, or `ext` for
+//!   compatibility), `general.method`, `general.version`, `general.debug`, `auth.account`;
+//! - `POST {base}/execute/{type}/{method…}` — the version-19 path form, without `general`;
+//!   `GET` of the same for `account/list`, as the spec shows;
+//! - `GET {base}/version` — `{"version", "sm_version"}`.
+//!
+//! and the vendor's admin routes under `/centre/v1/` (behind the centre's admin login).
+
+use super::admin;
+use super::envelope::{self, AccountError, Echo, API_VERSION};
+use super::methods::{self, Caller, METHODS};
+use super::model::AccountId;
+use super::store::Tariff;
+use crate::centre::http::{CentreJson, CentreReply, CentreState, Peer};
+use crate::centre::CentreError;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Where 1C's Service Manager publishes the API, and so where clients look for it.
+pub const DEFAULT_BASE: &str = "/a/adm/hs/ext_api";
+
+/// Checks a configured base path: `/`-separated segments of letters, digits, `_` and `-`,
+/// no trailing slash, not under the centre's own `/centre/`.
+pub fn check_base(base: &str) -> Result<(), String> {
+    let ok = base.starts_with('/')
+        && base.len() > 1
+        && !base.ends_with('/')
+        && base[1..].split('/').all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+        && base != "/centre"
+        && !base.starts_with("/centre/");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "account API path {base:?} must look like /a/adm/hs/ext_api (segments of letters, digits, _ and -) and lie outside /centre"
+        ))
+    }
+}
+
+/// Marks an answer as already in the envelope, so [`envelope_errors`] leaves it alone.
+#[derive(Clone, Copy)]
+struct Enveloped;
+
+fn mark(mut r: Response) -> Response {
+    r.extensions_mut().insert(Enveloped);
+    r
+}
+
+/// Answers the framework makes by itself on these routes (a 405, a body too large, a path
+/// it could not parse) are put in the envelope too.
+async fn envelope_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if resp.extensions().get::<Enveloped>().is_some()
+        || !(status.is_client_error() || status.is_server_error())
+    {
+        return resp;
+    }
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this path does not take this HTTP method (POST …/execute; GET …/version)"
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
+        StatusCode::NOT_FOUND => "no such path",
+        s if s.is_client_error() => "the request was rejected",
+        _ => "internal error",
+    };
+    let code = 10_000 + u64::from(status.as_u16());
+    let mut out = (
+        status,
+        Json(json!({"general": envelope::general(code, true, message, Echo::default())})),
+    )
+        .into_response();
+    if let Some(a) = resp.headers().get(header::ALLOW).cloned() {
+        out.headers_mut().insert(header::ALLOW, a);
+    }
+    out
+}
+
+/// The account API's routes at `base`.
+pub fn routes(base: &str) -> Router<Arc<CentreState>> {
+    Router::new()
+        .route(&format!("{base}/execute"), post(execute))
+        .route(
+            &format!("{base}/execute/{{kind}}/{{*method}}"),
+            get(execute_path).post(execute_path),
+        )
+        .route(&format!("{base}/version"), get(version))
+        .layer(middleware::from_fn(envelope_errors))
+}
+
+async fn version() -> Json<Value> {
+    Json(json!({"version": API_VERSION, "sm_version": crate::VERSION}))
+}
+
+async fn execute(
+    State(st): State<Arc<CentreState>>,
+    Peer(ip): Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    run(&st, ip, &headers, None, &body).await
+}
+
+async fn execute_path(
+    State(st): State<Arc<CentreState>>,
+    Peer(ip): Peer,
+    Path((kind, method)): Path<(String, String)>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = PathForm {
+        kind,
+        method,
+        get: http_method == Method::GET,
+    };
+    run(&st, ip, &headers, Some(form), &body).await
+}
+
+/// The type and method a path names.
+struct PathForm {
+    kind: String,
+    method: String,
+    get: bool,
+}
+
+async fn run(
+    st: &CentreState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: Option<PathForm>,
+    body: &[u8],
+) -> Response {
+    let mut echo = Echo::default();
+    let r = answer(st, ip, headers, form, body, &mut echo).await;
+    mark(match r {
+        Ok(m) => envelope::success(m, echo),
+        Err(e) => envelope::failure(&e, echo),
+    })
+}
+
+fn text_of(v: Option<&Value>, what: &str) -> Result<Option<String>, AccountError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AccountError::BadRequest(format!("{what} must be a string"))),
+    }
+}
+
+fn check_type(kind: &str) -> Result<(), AccountError> {
+    match kind {
+        "usr" | "ext" => Ok(()),
+        "srv" => Err(AccountError::BadRequest(
+            "type srv (service infrastructure) is not served here; the account methods are type usr".into(),
+        )),
+        other => Err(AccountError::BadRequest(format!(
+            "type {:?} is not usr (or ext)",
+            other.chars().take(20).collect::<String>()
+        ))),
+    }
+}
+
+async fn answer(
+    st: &CentreState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: Option<PathForm>,
+    body: &[u8],
+    echo: &mut Echo,
+) -> Result<Map<String, Value>, AccountError> {
+    let user = st
+        .users
+        .login(
+            &st.centre,
+            ip,
+            headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        )
+        .await?;
+    let mut params = if body.iter().all(u8::is_ascii_whitespace) && form.is_some() {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(AccountError::BadRequest(
+                    "the request body must be a JSON object".into(),
+                ))
+            }
+            Err(e) => return Err(AccountError::BadRequest(format!("malformed JSON: {e}"))),
+        }
+    };
+    let general = match params.remove("general") {
+        None => Map::new(),
+        Some(Value::Object(g)) => g,
+        Some(_) => return Err(AccountError::BadRequest("general must be an object".into())),
+    };
+    match general.get("version") {
+        None => {}
+        Some(v) => {
+            echo.version = Some(v.as_u64().filter(|n| *n <= 1000).ok_or_else(|| {
+                AccountError::BadRequest("general.version must be a whole number".into())
+            })?)
+        }
+    }
+    let debug = general.contains_key("debug");
+    for k in general.keys() {
+        if !["type", "method", "version", "debug"].contains(&k.as_str()) {
+            return Err(AccountError::BadRequest(format!(
+                "general.{k} is not one of type, method, version, debug"
+            )));
+        }
+    }
+    let said_method = text_of(general.get("method"), "general.method")?;
+    let said_type = text_of(general.get("type"), "general.type")?;
+    let (method, get) = match form {
+        Some(f) => {
+            check_type(&f.kind)?;
+            if said_method.as_ref().is_some_and(|m| *m != f.method)
+                || said_type.as_ref().is_some_and(|t| *t != f.kind)
+            {
+                return Err(AccountError::BadRequest(
+                    "general.type and general.method, when given, must match the path".into(),
+                ));
+            }
+            (f.method, f.get)
+        }
+        None => {
+            check_type(said_type.as_deref().ok_or_else(|| {
+                AccountError::BadRequest("general.type is required (usr)".into())
+            })?)?;
+            let m = said_method.ok_or_else(|| {
+                AccountError::BadRequest("general.method is required, e.g. account/list".into())
+            })?;
+            (m, false)
+        }
+    };
+    if !METHODS.contains(&method.as_str()) {
+        return Err(AccountError::UnknownMethod(
+            method.chars().take(100).collect(),
+        ));
+    }
+    if get && method != "account/list" {
+        return Err(AccountError::BadRequest(format!(
+            "{method} takes POST; only account/list has a GET form"
+        )));
+    }
+    let acting = match params.remove("auth") {
+        None => None,
+        Some(Value::Object(a)) => {
+            if let Some(k) = a.keys().find(|k| *k != "account") {
+                return Err(AccountError::BadRequest(format!(
+                    "auth.{k} is not known; auth holds account"
+                )));
+            }
+            match a.get("account") {
+                None => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    AccountError::BadRequest(
+                        "auth.account must be an account code (a number)".into(),
+                    )
+                })?),
+            }
+        }
+        Some(_) => return Err(AccountError::BadRequest("auth must be an object".into())),
+    };
+    let logged = debug.then(|| redacted(&params));
+    let caller = Caller {
+        centre: &st.centre,
+        login: &st.users,
+        user: user.clone(),
+        acting,
+    };
+    let r = methods::call(&caller, &method, params).await;
+    if let Some(req) = logged {
+        // `general.debug`: the request (passwords hidden) and the answer, in the log.
+        let (code, ans) = match &r {
+            Ok(m) => (10_200, Value::Object(m.clone()).to_string()),
+            Err(e) => (e.code(), e.to_string()),
+        };
+        tracing::info!(user = %user, method = %method, account = ?acting, request = %req, response = code, answer = %ans, "accounts: debug");
+    }
+    r
+}
+
+/// The parameters as logged: every `password` replaced.
+fn redacted(params: &Map<String, Value>) -> String {
+    let mut m = params.clone();
+    if m.contains_key("password") {
+        m.insert("password".into(), json!("(hidden)"));
+    }
+    Value::Object(m).to_string()
+}
+
+// ----- the vendor's admin routes -----
+
+fn reply(r: Result<Value, AccountError>, created: bool) -> Result<Response, CentreReply> {
+    let v = r.map_err(CentreError::from)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(v)).into_response())
+}
+
+async fn add_account(
+    State(st): State<Arc<CentreState>>,
+    CentreJson(b): CentreJson<admin::AccountBody>,
+) -> Result<Response, CentreReply> {
+    reply(admin::add_account(&st.centre, &b).await, true)
+}
+
+async fn list_accounts(State(st): State<Arc<CentreState>>) -> Result<Response, CentreReply> {
+    reply(admin::list(&st.centre).await, false)
+}
+
+async fn account_licences(
+    State(st): State<Arc<CentreState>>,
+    Path(id): Path<AccountId>,
+) -> Result<Response, CentreReply> {
+    reply(admin::licences(&st.centre, id).await, false)
+}
+
+async fn add_member(
+    State(st): State<Arc<CentreState>>,
+    Path(id): Path<AccountId>,
+    CentreJson(b): CentreJson<admin::MemberBody>,
+) -> Result<Response, CentreReply> {
+    reply(admin::add_member(&st.centre, id, &b).await, true)
+}
+
+async fn add_served(
+    State(st): State<Arc<CentreState>>,
+    Path(id): Path<AccountId>,
+    CentreJson(b): CentreJson<admin::ServeBody>,
+) -> Result<Response, CentreReply> {
+    let r = st
+        .centre
+        .add_served(id, b.servant)
+        .await
+        .map(|()| json!({"account": id, "servant": b.servant}));
+    reply(r, true)
+}
+
+async fn add_servant(
+    State(st): State<Arc<CentreState>>,
+    CentreJson(b): CentreJson<admin::ServantBody>,
+) -> Result<Response, CentreReply> {
+    reply(admin::add_servant(&st.centre, &b).await, true)
+}
+
+async fn add_tariff(
+    State(st): State<Arc<CentreState>>,
+    Path(id): Path<AccountId>,
+    CentreJson(t): CentreJson<Tariff>,
+) -> Result<Response, CentreReply> {
+    reply(admin::add_tariff(&st.centre, id, &t).await, true)
+}
+
+async fn define(
+    State(st): State<Arc<CentreState>>,
+    CentreJson(b): CentreJson<admin::DefinitionBody>,
+) -> Result<Response, CentreReply> {
+    reply(admin::define(&st.centre, &b).await, true)
+}
+
+async fn reset_password(
+    State(st): State<Arc<CentreState>>,
+    Path(login): Path<String>,
+    CentreJson(b): CentreJson<admin::PasswordBody>,
+) -> Result<Response, CentreReply> {
+    reply(admin::reset_password(&st.centre, &login, &b).await, false)
+}
+
+/// The vendor's account routes; the caller puts them behind the admin login.
+pub fn admin_routes() -> Router<Arc<CentreState>> {
+    Router::new()
+        .route("/centre/v1/accounts", post(add_account).get(list_accounts))
+        .route("/centre/v1/accounts/{id}/licences", get(account_licences))
+        .route("/centre/v1/accounts/{id}/users", post(add_member))
+        .route("/centre/v1/accounts/{id}/servants", post(add_served))
+        .route("/centre/v1/servants", post(add_servant))
+        .route("/centre/v1/servants/{id}/tariffs", post(add_tariff))
+        .route("/centre/v1/attached", post(define))
+        .route("/centre/v1/users/{login}/password", post(reset_password))
+}
