@@ -1485,4 +1485,47 @@ async fn session_restriction_reaches_the_host() {
     s.post("/api/sessions", session("k5", "kassir", Some(owned_key)))
         .await
         .assert_error(403, "ESessionRestricted");
+    // Sessions opened before a restriction existed count once it arrives.
+    for client in ["n1", "n2"] {
+        let r = s
+            .post("/api/sessions", session(client, "Nestor", Some(owned_key)))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    ok(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "nestor", "name": "Нестор", "password": "nestor-pass"}),
+    )
+    .await;
+    ok(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/set_session_restriction",
+        json!({"id": 1010, "login": "nestor", "restriction": 2}),
+    )
+    .await;
+    assert_eq!(s.post("/api/licences/update", json!({})).await.status, 200);
+    // A seat is free (alice's session ends), but not for nestor.
+    let sessions = s.get("/api/sessions").await.json();
+    let id = sessions["Sessions"]
+        .as_array()
+        .expect("s")
+        .iter()
+        .find(|x| x["ClientSessionID"] == "a1")
+        .and_then(|x| x["ID"].as_str())
+        .expect("a1")
+        .to_owned();
+    assert_eq!(
+        s.call("DELETE", &format!("/api/sessions/{id}"), None)
+            .await
+            .status,
+        202
+    );
+    s.post("/api/sessions", session("n3", "NESTOR", Some(owned_key)))
+        .await
+        .assert_error(403, "ESessionRestricted");
 }

@@ -107,8 +107,8 @@ enum Lease {
 
 struct SessionSlot {
     session: Session,
-    /// (account, user in lower case) when the session's licence carries the account's
-    /// session restrictions: what [`Leases::per_user`] counts it under.
+    /// (account, user in lower case) when the session's licence belongs to an account and
+    /// the session names a user: what [`Leases::per_user`] counts it under.
     account_user: Option<AccountUser>,
     /// When the lease ends, on the monotonic clock: a wall-clock step never ends or extends it.
     deadline: Instant,
@@ -441,11 +441,14 @@ impl Host {
         let Some(entry) = free else {
             return Err(self.refusal(&req, now, &leases));
         };
+        // Counted under its account whether or not the user is restricted now: a restriction
+        // that arrives with a later update counts the sessions already open.
         let account_user = entry
             .terms
             .as_ref()
-            .and_then(|t| restriction(t, user))
-            .map(|(au, _)| au);
+            .and_then(|t| t.account.as_ref())
+            .zip(user)
+            .map(|(a, u)| (a.id, u.to_lowercase()));
         if leases.sessions.len() >= policy.max_sessions {
             return Err(HostError::TooManySessions(policy.max_sessions));
         }
