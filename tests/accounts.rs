@@ -573,7 +573,24 @@ async fn scenario(db: Option<&str>) {
         "description": "Использует БП и ЗУП",
         "fields": [{"key": "ВнешнийПользователь", "value": true, "type": "boolean"}]})
     );
-    ok(&c, ALICE, Some(1010), "account/users/add", json!({"id": 1010, "login": "olga", "role": "user",
+    // A user the account made, detached, comes back with users/add.
+    ok(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "clerk", "name": "Клерк", "password": "clerk-pass-1"}),
+    )
+    .await;
+    ok(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/delete",
+        json!({"id": 1010, "login": "clerk"}),
+    )
+    .await;
+    ok(&c, ALICE, Some(1010), "account/users/add", json!({"id": 1010, "login": "clerk", "role": "user",
         "description": "", "force": false, "fields": [{"key": "ВнешнийПользователь", "value": false}]})).await;
     refused(
         exec(
@@ -581,7 +598,7 @@ async fn scenario(db: Option<&str>) {
             ALICE,
             Some(1010),
             "account/users/add",
-            json!({"id": 1010, "login": "olga"}),
+            json!({"id": 1010, "login": "clerk"}),
         )
         .await,
         10409,
@@ -604,8 +621,8 @@ async fn scenario(db: Option<&str>) {
             &c,
             ALICE,
             Some(1010),
-            "account/users/add",
-            json!({"id": 1010, "login": "bob", "fields": [{"key": "Нет такого", "value": 1}]}),
+            "account/users/create",
+            json!({"id": 1010, "login": "newbie", "name": "N", "fields": [{"key": "Нет такого", "value": 1}]}),
         )
         .await,
         10406,
@@ -627,17 +644,18 @@ async fn scenario(db: Option<&str>) {
         .collect();
     assert_eq!(
         logins,
-        ["alice", "Nestor", "olga"],
-        "bob was not added by the refused call"
+        ["alice", "clerk", "Nestor"],
+        "newbie was not created by the refused call"
     );
     let j = ok(
         &c,
         ALICE,
         Some(1010),
         "account/users/list",
-        json!({"id": 1010, "offset": 1, "limit": 1}),
+        json!({"id": 1010, "offset": 2, "limit": 1}),
     )
     .await;
+    assert_eq!(j["user"].as_array().map(Vec::len), Some(1));
     assert_eq!(j["user"][0]["login"], "Nestor");
     refused(
         exec(
@@ -656,17 +674,17 @@ async fn scenario(db: Option<&str>) {
         ALICE,
         Some(1010),
         "account/users/set_session_restriction",
-        json!({"id": 1010, "login": "olga", "restriction": 2}),
+        json!({"id": 1010, "login": "clerk", "restriction": 2}),
     )
     .await;
     ok(&c, ALICE, Some(1010), "account/users/update_attached_info",
-        json!({"id": 1010, "login": "olga", "fields": [{"key": "ВнешнийПользователь", "value": true, "type": "boolean"}]})).await;
+        json!({"id": 1010, "login": "clerk", "fields": [{"key": "ВнешнийПользователь", "value": true, "type": "boolean"}]})).await;
     let j = ok(
         &c,
         ALICE,
         Some(1010),
         "account/users/info",
-        json!({"id": 1010, "login": "OLGA"}),
+        json!({"id": 1010, "login": "CLERK"}),
     )
     .await;
     assert_eq!(
@@ -681,7 +699,7 @@ async fn scenario(db: Option<&str>) {
         ALICE,
         Some(1010),
         "account/users/set_session_restriction",
-        json!({"id": 1010, "login": "olga"}),
+        json!({"id": 1010, "login": "clerk"}),
     )
     .await;
     let j = ok(
@@ -689,7 +707,7 @@ async fn scenario(db: Option<&str>) {
         ALICE,
         Some(1010),
         "account/users/info",
-        json!({"id": 1010, "login": "olga"}),
+        json!({"id": 1010, "login": "clerk"}),
     )
     .await;
     assert_eq!(
@@ -710,7 +728,7 @@ async fn scenario(db: Option<&str>) {
             ALICE,
             Some(1010),
             "account/users/set_role",
-            json!({"id": 1010, "login": "olga", "role": "superuser"}),
+            json!({"id": 1010, "login": "clerk", "role": "superuser"}),
         )
         .await,
         10400,
@@ -722,7 +740,7 @@ async fn scenario(db: Option<&str>) {
             ALICE,
             Some(1010),
             "account/users/set_role",
-            json!({"id": 1010, "login": "olga", "role": "operator"}),
+            json!({"id": 1010, "login": "clerk", "role": "operator"}),
         )
         .await,
         10400,
@@ -733,7 +751,7 @@ async fn scenario(db: Option<&str>) {
         ALICE,
         Some(1010),
         "account/users/delete",
-        json!({"id": 1010, "login": "olga"}),
+        json!({"id": 1010, "login": "clerk"}),
     )
     .await;
     refused(
@@ -742,20 +760,28 @@ async fn scenario(db: Option<&str>) {
             ALICE,
             Some(1010),
             "account/users/delete",
-            json!({"id": 1010, "login": "olga"}),
+            json!({"id": 1010, "login": "clerk"}),
         )
         .await,
         10404,
-        "olga",
+        "clerk",
     );
-    // olga still logs in (her service user remains) and still operates for 1000.
-    ok(&c, OLGA, Some(1000), "account/info", json!({"id": 1000})).await;
+    // clerk still logs in (the service user remains), with no account now.
+    let j = ok(
+        &c,
+        ("clerk", "clerk-pass-1"),
+        None,
+        "account/list",
+        json!({}),
+    )
+    .await;
+    assert_eq!(j["account"], json!([]));
     ok(
         &c,
         ALICE,
         Some(1010),
         "account/users/add",
-        json!({"id": 1010, "login": "olga"}),
+        json!({"id": 1010, "login": "clerk"}),
     )
     .await;
     let j = ok(
@@ -763,7 +789,7 @@ async fn scenario(db: Option<&str>) {
         ALICE,
         Some(1010),
         "account/users/info",
-        json!({"id": 1010, "login": "olga"}),
+        json!({"id": 1010, "login": "clerk"}),
     )
     .await;
     assert_eq!(
@@ -1208,12 +1234,48 @@ async fn roles_and_other_accounts() {
     let out = c.cli(&["centre", "account-list"]);
     assert!(!stdout(&out).contains("mole"), "{}", stdout(&out));
 
-    // Temporary access that has ended reads as no access.
+    // Temporary access that has ended reads as no access. Owners are never temporary, and an
+    // end in the past is refused.
+    let until = |secs: i64| {
+        keybridge::time::format(&(keybridge::time::now() + chrono::Duration::seconds(secs)))
+    };
+    for (role, when, says) in [
+        ("owner", until(60), "owner"),
+        ("administrator", until(-60), "past"),
+    ] {
+        let (s, j) = c
+            .post("/centre/v1/accounts/2020/users",
+                json!({"login": "tmp", "name": "Временный", "password": "tmp-pass-1", "role": role, "until": when}), true)
+            .await;
+        assert_eq!(s, 400, "{j}");
+        assert!(j["error"].as_str().expect("e").contains(says), "{j}");
+    }
     let (s, j) = c
         .post("/centre/v1/accounts/2020/users",
-            json!({"login": "tmp", "name": "Временный", "password": "tmp-pass-1", "role": "administrator", "until": "2020-01-01"}), true)
+            json!({"login": "tmp", "name": "Временный", "password": "tmp-pass-1", "role": "administrator", "until": until(2)}), true)
         .await;
     assert_eq!(s, 201, "{j}");
+    ok(
+        &c,
+        ("tmp", "tmp-pass-1"),
+        Some(2020),
+        "account/info",
+        json!({"id": 2020}),
+    )
+    .await;
+    refused(
+        exec(
+            &c,
+            BOB,
+            Some(2020),
+            "account/users/set_role",
+            json!({"id": 2020, "login": "tmp", "role": "owner"}),
+        )
+        .await,
+        10400,
+        "temporary",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     refused(
         exec(
             &c,
@@ -1236,10 +1298,123 @@ async fn roles_and_other_accounts() {
     .await;
     assert_eq!(j["user"]["is_temporary"], true);
 
+    // users/add reaches only users the account made or users of accounts the caller
+    // administers: not another customer's people, whose existence it does not tell.
+    ok(
+        &c,
+        BOB,
+        Some(2020),
+        "account/users/create",
+        json!({"id": 2020, "login": "bobs-clerk", "name": "Клерк", "password": "clerk-pass"}),
+    )
+    .await;
+    for login in ["alice", "Nestor", "no-such-login"] {
+        refused(
+            exec(
+                &c,
+                BOB,
+                Some(2020),
+                "account/users/add",
+                json!({"id": 2020, "login": login}),
+            )
+            .await,
+            10404,
+            "that you may add",
+        );
+    }
+    ok(
+        &c,
+        BOB,
+        Some(2020),
+        "account/users/delete",
+        json!({"id": 2020, "login": "bobs-clerk"}),
+    )
+    .await;
+    ok(
+        &c,
+        BOB,
+        Some(2020),
+        "account/users/add",
+        json!({"id": 2020, "login": "bobs-clerk"}),
+    )
+    .await;
+
+    // Look-alike logins are one login; invisible characters are refused.
+    ok(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "file", "name": "F"}),
+    )
+    .await;
+    refused(
+        exec(
+            &c,
+            ALICE,
+            Some(1010),
+            "account/users/create",
+            json!({"id": 1010, "login": "\u{fb01}le", "name": "F"}),
+        )
+        .await,
+        10409,
+        "taken",
+    );
+    refused(
+        exec(
+            &c,
+            ALICE,
+            Some(1010),
+            "account/users/create",
+            json!({"id": 1010, "login": "usr\u{200b}", "name": "U"}),
+        )
+        .await,
+        10400,
+        "invisible",
+    );
+
+    // Twenty parallel calls with the right password share one check: none is refused.
+    let usr_body = json!({"general": {"type": "usr", "method": "account/info"}, "auth": {"account": 1010}, "id": 1010});
+    let calls = (0..20).map(|_| {
+        c.account_api(
+            "POST",
+            "/execute",
+            Some(("usr", "usr-pass-1")),
+            Some(&usr_body),
+        )
+    });
+    for (s, j) in futures::future::join_all(calls).await {
+        assert_eq!(s, 200, "{j}");
+    }
+
     // Failed logins from one address are throttled (10429 with Retry-After), and a right
-    // password from it then waits too.
+    // password from it then waits too. A right password in between (sent in a header
+    // spelled differently, so it is checked afresh) takes back only its own attempt: it does
+    // not give the guesser a new round.
+    let header = |spaces: usize| {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::STANDARD.encode("usr:usr-pass-1");
+        format!("Basic{}{b}", " ".repeat(spaces))
+    };
+    for _ in 0..9 {
+        let r = c
+            .account_api("POST", "/execute", Some(("bob", "guess")), Some(&json!({})))
+            .await;
+        refused(r, 10401, "wrong");
+    }
+    for spaces in [2, 3] {
+        let r = c
+            .client
+            .post(format!("{}/a/adm/hs/ext_api/execute", c.base))
+            .header("Authorization", header(spaces))
+            .json(&usr_body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    }
     let mut last = (0, json!(null));
-    for _ in 0..11 {
+    for _ in 0..2 {
         last = c
             .account_api("POST", "/execute", Some(("bob", "guess")), Some(&json!({})))
             .await;
@@ -1528,4 +1703,10 @@ async fn session_restriction_reaches_the_host() {
     s.post("/api/sessions", session("n3", "NESTOR", Some(owned_key)))
         .await
         .assert_error(403, "ESessionRestricted");
+    // Names that only look different are the same user.
+    for name in [" nestor", "nestor ", "nes\u{200b}tor", "\u{ff2e}estor"] {
+        s.post("/api/sessions", session("n4", name, Some(owned_key)))
+            .await
+            .assert_error(403, "ESessionRestricted");
+    }
 }

@@ -149,18 +149,18 @@ pub(super) struct Leases {
     next_seq: u64,
 }
 
-/// An account's code and a user name in lower case.
+/// An account's code and a user name as restrictions compare it (`licence::user_key`).
 type AccountUser = (u64, String);
 
 /// The account a licence belongs to and the number of sessions it allows `user`, if it
 /// restricts them (logins match UserName regardless of case).
 fn restriction(t: &LicenceTerms, user: Option<&str>) -> Option<(AccountUser, u32)> {
     let a = t.account.as_ref()?;
-    let user = user?.to_lowercase();
+    let user = crate::licence::user_key(user?);
     let limit = a
         .session_limits
         .iter()
-        .find(|l| l.user.to_lowercase() == user)?
+        .find(|l| crate::licence::user_key(&l.user) == user)?
         .sessions;
     Some(((a.id, user), limit))
 }
@@ -448,7 +448,7 @@ impl Host {
             .as_ref()
             .and_then(|t| t.account.as_ref())
             .zip(user)
-            .map(|(a, u)| (a.id, u.to_lowercase()));
+            .map(|(a, u)| (a.id, crate::licence::user_key(u)));
         if leases.sessions.len() >= policy.max_sessions {
             return Err(HostError::TooManySessions(policy.max_sessions));
         }

@@ -8,7 +8,7 @@ mod terms;
 mod trust;
 
 pub use terms::{
-    AccountTerms, Binding, Flags, Iec, Itn, KeyType, LicenceTerms, SessionLimit, Validity,
+    user_key, AccountTerms, Binding, Flags, Iec, Itn, KeyType, LicenceTerms, SessionLimit, Validity,
 };
 pub use trust::TrustStore;
 

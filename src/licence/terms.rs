@@ -223,6 +223,25 @@ pub struct SessionLimit {
     pub sessions: u32,
 }
 
+/// A user name as session restrictions compare it: NFKC (so `ﬁle` is `file` and a decomposed
+/// `café` is the composed one), without format and control characters (zero-width spaces,
+/// direction marks), trimmed, in lower case. The centre keys logins the same way, so a client
+/// cannot step round a restriction with a name that only looks different.
+pub fn user_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    let kept: String = name
+        .nfkc()
+        .filter(|c| {
+            !matches!(
+                c.general_category(),
+                GeneralCategory::Format | GeneralCategory::Control
+            )
+        })
+        .collect();
+    kept.trim().to_lowercase()
+}
+
 /// Most session restrictions one licence carries (an account's users).
 pub const MAX_SESSION_LIMITS: usize = 1000;
 

@@ -198,6 +198,14 @@ pub async fn add_member(
             })
         })
         .transpose()?;
+    if until.is_some() && role == Role::Owner {
+        return Err(AccountError::BadRequest(
+            "an owner's access does not end; give a temporary user another role".into(),
+        ));
+    }
+    if until.is_some_and(|t| t <= crate::time::now()) {
+        return Err(AccountError::BadRequest("until lies in the past".into()));
+    }
     let (login, new) = new_user(centre, &b.user).await?;
     let p = Placement {
         role,
@@ -213,7 +221,7 @@ pub async fn add_member(
             g
         }
         None => {
-            centre.attach_user(id, vendor, &login, &p).await?;
+            centre.attach_user(id, vendor, &login, &p, None).await?;
             None
         }
     };

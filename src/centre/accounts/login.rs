@@ -1,8 +1,11 @@
 //! A service user's HTTP Basic login to the account API. Passwords are PBKDF2 hashes in the
 //! database; like the vendor's login (`web::login`), every attempt is counted per client
 //! address before its hash runs, at most `hash_workers` hashes run at once on the blocking
-//! pool, and a header found right is remembered (bounded) so a busy client does not pay a hash
-//! per call. The remembered digest covers the stored hash too, so a password reset forgets it.
+//! pool, identical headers in flight from one address share one check, and a header found
+//! right is remembered (bounded) so a busy client does not pay a hash per call. The remembered
+//! digest covers the stored hash too, so a password reset forgets it. Unlike the vendor's
+//! single-user login, a success takes back only its own attempt: many users share an address,
+//! and one's right password must not reset the count of another's guesses.
 
 use super::model::login_key;
 use super::AccountError;
@@ -11,12 +14,28 @@ use crate::crypto::password::PasswordHash;
 use crate::web::login::{basic, HeaderDigest, LoginLimits, Verified};
 use crate::web::throttle::{client_key, Refused, Throttle, ThrottlePolicy};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
+
+/// How many distinct checks may be shared at once before new ones run on their own.
+const MAX_FLIGHTS: usize = 1024;
+
+/// What one check found, shared by every identical request in flight.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Ok,
+    Wrong,
+    Throttled(u64),
+    Busy(u64),
+}
+
+type Flight = Arc<OnceCell<Outcome>>;
 
 pub struct UserLogin {
+    flights: Mutex<HashMap<(IpAddr, HeaderDigest), Flight>>,
     throttle: Throttle<IpAddr>,
     hashing: Arc<Semaphore>,
     hash_wait: Duration,
@@ -33,6 +52,7 @@ impl UserLogin {
             n => n,
         };
         UserLogin {
+            flights: Mutex::new(HashMap::new()),
             throttle: Throttle::new(ThrottlePolicy {
                 max_failures: limits.max_failures,
                 window: limits.window,
@@ -87,14 +107,64 @@ impl UserLogin {
             }
             return Ok(key);
         }
-        let started = self
-            .throttle
-            .begin(&client)
-            .map_err(|r| self.refused(r, ip, &login))?;
-        let hash = match stored.as_deref().map(PasswordHash::parse) {
+        // Identical headers from one address in flight at once share one check (and one
+        // count), so a client's burst of calls with the right password is not locked out by
+        // its own parallelism; beyond MAX_FLIGHTS distinct checks each runs on its own.
+        let flight = {
+            let mut f = self.lock_flights();
+            if f.len() < MAX_FLIGHTS || f.contains_key(&(client, digest)) {
+                Some(f.entry((client, digest)).or_default().clone())
+            } else {
+                None
+            }
+        };
+        let check = || self.check(&client, ip, &login, &password, stored.as_deref(), digest);
+        let outcome = match &flight {
+            Some(cell) => *cell.get_or_init(check).await,
+            None => check().await,
+        };
+        if let Some(cell) = flight {
+            let mut f = self.lock_flights();
+            if f.get(&(client, digest))
+                .is_some_and(|c| Arc::ptr_eq(c, &cell))
+            {
+                f.remove(&(client, digest));
+            }
+        }
+        match outcome {
+            Outcome::Ok => Ok(key),
+            Outcome::Wrong => Err(AccountError::Unauthenticated(
+                "wrong login or password".into(),
+            )),
+            Outcome::Throttled(s) => Err(AccountError::Throttled(s)),
+            Outcome::Busy(s) => Err(AccountError::Busy(s)),
+        }
+    }
+
+    /// One counted, hashed check of a password against the stored hash (`None`: no such
+    /// user, or no password: checked against the decoy and refused).
+    async fn check(
+        &self,
+        client: &IpAddr,
+        ip: IpAddr,
+        login: &str,
+        password: &str,
+        stored: Option<&str>,
+        digest: HeaderDigest,
+    ) -> Outcome {
+        let started = match self.throttle.begin(client) {
+            Ok(s) => s,
+            Err(r) => {
+                return match self.refused(r, ip, login) {
+                    AccountError::Throttled(s) => Outcome::Throttled(s),
+                    _ => Outcome::Busy(60),
+                }
+            }
+        };
+        let hash = match stored.map(PasswordHash::parse) {
             Some(Ok(h)) => Arc::new(h),
             Some(Err(_)) => {
-                tracing::error!("accounts: the stored password hash of {key:?} is malformed");
+                tracing::error!("accounts: the stored password hash of {login:?} is malformed");
                 self.decoy.clone()
             }
             None => self.decoy.clone(),
@@ -105,10 +175,11 @@ impl UserLogin {
             .and_then(Result::ok);
         let Some(permit) = permit else {
             if started.tracked() {
-                self.throttle.cancel(&client);
+                self.throttle.cancel(client);
             }
-            return Err(AccountError::Busy(1));
+            return Outcome::Busy(1);
         };
+        let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             hash.verify(&password)
@@ -117,9 +188,13 @@ impl UserLogin {
         .unwrap_or(false)
             && stored.is_some();
         if ok {
-            self.throttle.succeed(&client);
+            // Only this attempt is taken back: one user's right password must not wipe the
+            // failures others' guesses from this address have run up.
+            if started.tracked() {
+                self.throttle.cancel(client);
+            }
             self.lock_verified().insert(digest);
-            return Ok(key);
+            return Outcome::Ok;
         }
         tracing::warn!(
             client = %ip,
@@ -127,9 +202,7 @@ impl UserLogin {
             failures = started.failures,
             "accounts: failed login"
         );
-        Err(AccountError::Unauthenticated(
-            "wrong login or password".into(),
-        ))
+        Outcome::Wrong
     }
 
     /// Hashes a new user's password on the blocking pool, within the hash workers.
@@ -145,6 +218,10 @@ impl UserLogin {
         })
         .await
         .map_err(|_| AccountError::Internal)
+    }
+
+    fn lock_flights(&self) -> std::sync::MutexGuard<'_, HashMap<(IpAddr, HeaderDigest), Flight>> {
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock_verified(&self) -> std::sync::MutexGuard<'_, Verified> {

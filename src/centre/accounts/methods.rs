@@ -388,7 +388,9 @@ async fn users_add(c: &Caller<'_>, q: UsersAdd) -> Answer {
         until: None,
         fields: items("fields", q.fields)?,
     };
-    c.centre.attach_user(q.id, access, &login, &p).await?;
+    c.centre
+        .attach_user(q.id, access, &login, &p, Some(&c.user))
+        .await?;
     Ok(Map::new())
 }
 

@@ -128,9 +128,10 @@ pub fn require_changes(access: Access) -> Result<(), AccountError> {
     }
 }
 
-/// A service user's login: 1–32 characters, none of them a control character or `:` (which
-/// would end the login in an HTTP Basic header), no surrounding spaces. Unique regardless of
-/// case; [`Login::key`] is the lower-case form the database keys on.
+/// A service user's login: 1–32 characters; no `:` (which would end the login in an HTTP Basic
+/// header), no control or format characters (zero-width, direction marks), no space but
+/// U+0020 and none around it. Unique as [`Login::key`] compares (`licence::user_key`: NFKC,
+/// lower case), so `ﬁle` and `file`, or `Café` and a decomposed `cafe\u{301}`, are one login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login(String);
 
@@ -142,9 +143,18 @@ impl Login {
                 "login must be 1-32 characters, not {n}"
             )));
         }
-        if s.trim() != s || s.chars().any(|c| c.is_control() || c == ':') {
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        let bad = |c: char| {
+            c == ':'
+                || (c.is_whitespace() && c != ' ')
+                || matches!(
+                    c.general_category(),
+                    GeneralCategory::Control | GeneralCategory::Format
+                )
+        };
+        if s.trim() != s || s.chars().any(bad) {
             return Err(AccountError::BadRequest(
-                "login may not contain ':', control characters, or surrounding spaces".into(),
+                "login may not contain ':', control or invisible characters, spaces other than an ordinary one, or surrounding spaces".into(),
             ));
         }
         Ok(Login(s.to_owned()))
@@ -159,9 +169,9 @@ impl Login {
     }
 }
 
-/// The lower-case form of a login the database keys on.
+/// The form of a login the database keys on (`licence::user_key`).
 pub fn login_key(login: &str) -> String {
-    login.to_lowercase()
+    crate::licence::user_key(login)
 }
 
 /// A password for a new service user: 6–256 characters and not the login itself. (The
@@ -189,11 +199,13 @@ pub fn bounded(field: &str, s: &str, max: usize) -> Result<(), AccountError> {
             "{field} must be at most {max} characters, not {n}"
         )));
     }
+    // Direction overrides and isolates make a text display as something it is not.
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if s.chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        .any(|c| (c.is_control() && c != '\n' && c != '\r' && c != '\t') || bidi(c))
     {
         return Err(AccountError::BadRequest(format!(
-            "{field} may not contain control characters"
+            "{field} may not contain control characters or direction overrides"
         )));
     }
     Ok(())
@@ -324,13 +336,26 @@ mod tests {
     fn logins() {
         assert!(Login::parse("Abramov").is_ok());
         assert!(Login::parse("Иващенко").is_ok());
-        for bad in ["", " a", "a:b", "a\u{0}", &"x".repeat(33)] {
+        for bad in [
+            "",
+            " a",
+            "a:b",
+            "a\u{0}",
+            "user\u{200b}",
+            "a\u{a0}b",
+            "a\tb",
+            &"x".repeat(33),
+        ] {
             assert!(Login::parse(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
             Login::parse("NeStor").map(|l| l.key()).ok(),
             Some("nestor".into())
         );
+        let key = |s: &str| Login::parse(s).map(|l| l.key()).ok();
+        assert_eq!(key("\u{fb01}le"), key("file"));
+        assert_eq!(key("Caf\u{e9}"), key("cafe\u{301}"));
+        assert!(Login::parse("Иванов Иван").is_ok());
         let l = Login::parse("nestor").expect("login");
         assert!(check_password("w13p-3q", &l).is_ok());
         assert!(check_password("short", &l).is_err());

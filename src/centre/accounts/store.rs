@@ -347,9 +347,11 @@ async fn role_of(
 
 async fn owners(c: &mut AnyConnection, id: AccountId) -> Result<i64, AccountError> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM account_users WHERE account_id = $1 AND role = 'owner'",
+        "SELECT COUNT(*) AS n FROM account_users WHERE account_id = $1 AND role = 'owner' \
+         AND (temporary_until IS NULL OR temporary_until > $2)",
     )
     .bind(db_id(id)?)
+    .bind(now_text())
     .fetch_one(&mut *c)
     .await?;
     Ok(row.try_get("n")?)
@@ -388,7 +390,8 @@ async fn check_role_change(
 }
 
 /// Refuses a change that left account `id` without an owner (the transaction then rolls
-/// back).
+/// back). Owners are never temporary (`set_role`, `admin::add_member`); an expired one would
+/// not count anyway.
 async fn keep_an_owner(c: &mut AnyConnection, id: AccountId) -> Result<(), AccountError> {
     if owners(c, id).await? == 0 {
         return Err(AccountError::Conflict(
@@ -970,7 +973,8 @@ impl Centre {
              JOIN account_servants s ON s.servant = u.account_id JOIN accounts a ON a.id = s.account_id \
              WHERE u.login_key = $1 AND u.role IN ('owner', 'administrator', 'operator') \
              AND (u.temporary_until IS NULL OR u.temporary_until > $2) \
-             AND NOT EXISTS (SELECT 1 FROM account_users d WHERE d.account_id = a.id AND d.login_key = $1) \
+             AND NOT EXISTS (SELECT 1 FROM account_users d WHERE d.account_id = a.id AND d.login_key = $1 \
+             AND (d.temporary_until IS NULL OR d.temporary_until > $2)) \
              ORDER BY 1 LIMIT $3 OFFSET $4",
         )
         .bind(caller.to_owned())
@@ -1157,20 +1161,41 @@ impl Centre {
         member(&row)
     }
 
-    /// `account/users/add`: attaches an existing service user.
+    /// `account/users/add`: attaches an existing service user. A caller (`None`: the vendor)
+    /// may add only a user their account created or a user of another account they own or
+    /// administer — not any login of any customer, which would show them that person's name
+    /// and e-mail and put their account in the person's list. Any other login, existing or
+    /// not, gets one answer.
     pub async fn attach_user(
         &self,
         id: AccountId,
         access: Access,
         login: &Login,
         p: &Placement,
+        caller: Option<&str>,
     ) -> Result<(), AccountError> {
         let mut tx = self.db.begin().await?;
         lock_account(&mut tx, id).await?;
         check_role_change(&mut tx, id, access, None, Some(p.role)).await?;
-        if !self.user_exists(&mut tx, &login.key()).await? {
+        let reachable = match caller {
+            None => self.user_exists(&mut tx, &login.key()).await?,
+            Some(c) => sqlx::query(
+                "SELECT 1 AS one FROM service_users s WHERE s.login_key = $1 AND (s.created_by = $2 \
+                 OR EXISTS (SELECT 1 FROM account_users t JOIN account_users me ON me.account_id = t.account_id \
+                 WHERE t.login_key = s.login_key AND me.login_key = $3 AND me.role IN ('owner', 'administrator') \
+                 AND (me.temporary_until IS NULL OR me.temporary_until > $4)))",
+            )
+            .bind(login.key())
+            .bind(db_id(id)?)
+            .bind(c.to_owned())
+            .bind(now_text())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some(),
+        };
+        if !reachable {
             return Err(AccountError::NotFound(format!(
-                "no service user {:?}",
+                "no service user {:?} that you may add (one your account created, or a user of another account you own or administer)",
                 login.as_str()
             )));
         }
@@ -1249,6 +1274,21 @@ impl Centre {
         check_role_change(&mut tx, id, access, old, Some(role)).await?;
         if old.is_none() {
             return Err(no_member(login, id));
+        }
+        if role == Role::Owner {
+            let row = sqlx::query("SELECT temporary_until FROM account_users WHERE account_id = $1 AND login_key = $2")
+                .bind(db_id(id)?)
+                .bind(key.clone())
+                .fetch_one(&mut *tx)
+                .await?;
+            if row
+                .try_get::<Option<String>, _>("temporary_until")?
+                .is_some()
+            {
+                return Err(AccountError::BadRequest(format!(
+                    "{login:?} has temporary access; an owner's access does not end"
+                )));
+            }
         }
         sqlx::query("UPDATE account_users SET role = $1 WHERE account_id = $2 AND login_key = $3")
             .bind(role.as_str())
