@@ -461,10 +461,12 @@ fn span(headers: &HeaderMap, size: u64, etag: &str) -> Span {
     }
 }
 
-/// A file's bytes on their way out; when the last byte of the file has been read, a counted
-/// link counts the download (once per key, release and day).
+/// A file's bytes on their way out; once the last byte of the file has been read, a counted
+/// link counts the download (once per key, release and day). Counted by bytes, not at EOF:
+/// hyper stops polling a body as soon as `Content-Length` bytes have gone.
 struct Counted<R> {
     inner: R,
+    left: u64,
     on_end: Option<Box<dyn FnOnce() + Send>>,
 }
 
@@ -477,7 +479,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counted<R> {
         let before = buf.filled().len();
         let out = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = out {
-            if buf.filled().len() == before && buf.remaining() > 0 {
+            let n = (buf.filled().len() - before) as u64;
+            self.left = self.left.saturating_sub(n);
+            if self.left == 0 {
                 if let Some(f) = self.on_end.take() {
                     f();
                 }
@@ -587,6 +591,7 @@ pub async fn download(
     });
     let reader = Counted {
         inner: f.take(len),
+        left: len,
         on_end,
     };
     let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
