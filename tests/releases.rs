@@ -49,7 +49,12 @@ fn coreutils(tool: &str, data: &[u8]) -> String {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect(tool);
-    child.stdin.take().expect("stdin").write_all(data).expect("write");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("write");
     let out = child.wait_with_output().expect("output");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -118,12 +123,20 @@ async fn wait_count(c: &CentreServer, id: u64, want: u64) {
 async fn scenario(c: CentreServer) {
     for (series, flags) in [("672B", 1), ("9999", 0)] {
         let (s, j) = c
-            .post("/centre/v1/products", json!({"key_id": series, "product_name": "P", "flags": flags}), true)
+            .post(
+                "/centre/v1/products",
+                json!({"key_id": series, "product_name": "P", "flags": flags}),
+                true,
+            )
             .await;
         assert_eq!(s, 201, "{j}");
     }
-    let key = c.code(json!({"key_id": "672B", "licence_count": 1, "support_end_date": "2099-01-01"})).await;
-    let lapsed = c.code(json!({"key_id": "672B", "licence_count": 1, "support_end_date": "2000-01-01"})).await;
+    let key = c
+        .code(json!({"key_id": "672B", "licence_count": 1, "support_end_date": "2099-01-01"}))
+        .await;
+    let lapsed = c
+        .code(json!({"key_id": "672B", "licence_count": 1, "support_end_date": "2000-01-01"}))
+        .await;
     let other = c.code(json!({"key_id": "9999", "licence_count": 1})).await;
     let unused = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
     let revoked = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
@@ -135,7 +148,11 @@ async fn scenario(c: CentreServer) {
     let main = bytes(300_000, 1);
     let readme = "Прочти меня".as_bytes().to_vec();
     let (s, r1) = c
-        .upload_release(&meta("4.0.4.10", "672B", &["2.5.8.191"]), &[("PT40 UT KA.zip", &main), ("readme.txt", &readme)], Some("admin"))
+        .upload_release(
+            &meta("4.0.4.10", "672B", &["2.5.8.191"]),
+            &[("PT40 UT KA.zip", &main), ("readme.txt", &readme)],
+            Some("admin"),
+        )
         .await;
     assert_eq!(s, 201, "{r1}");
     let r1_id = r1["release_id"].as_u64().expect("id");
@@ -153,18 +170,34 @@ async fn scenario(c: CentreServer) {
         if let Some(f) = feature {
             m["lic_feature_id"] = json!(f);
         }
-        let (s, j) = c.upload_release(&m, &[("f.bin", &bytes(1000, 7))], Some("admin")).await;
+        let (s, j) = c
+            .upload_release(&m, &[("f.bin", &bytes(1000, 7))], Some("admin"))
+            .await;
         assert_eq!(s, 201, "{v}: {j}");
     }
     // A duplicate version, also written differently, is refused; and nothing without login.
     for v in ["4.0.4.10", "4.0.4.10.0"] {
-        let (s, j) = c.upload_release(&meta(v, "672B", &[]), &[("x", b"x")], Some("admin")).await;
-        assert_eq!((s, j["reason"].as_str()), (409, Some("release_exists")), "{j}");
+        let (s, j) = c
+            .upload_release(&meta(v, "672B", &[]), &[("x", b"x")], Some("admin"))
+            .await;
+        assert_eq!(
+            (s, j["reason"].as_str()),
+            (409, Some("release_exists")),
+            "{j}"
+        );
     }
-    let (s, _) = c.upload_release(&meta("9.9", "672B", &[]), &[("x", b"x")], None).await;
+    let (s, _) = c
+        .upload_release(&meta("9.9", "672B", &[]), &[("x", b"x")], None)
+        .await;
     assert_eq!(s, 401);
-    let (s, j) = c.upload_release(&meta("9.9", "NOPE", &[]), &[("x", b"x")], Some("admin")).await;
-    assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_product")), "{j}");
+    let (s, j) = c
+        .upload_release(&meta("9.9", "NOPE", &[]), &[("x", b"x")], Some("admin"))
+        .await;
+    assert_eq!(
+        (s, j["reason"].as_str()),
+        (404, Some("unknown_product")),
+        "{j}"
+    );
 
     // The list: newer than installed, tested, covered (feature 0 is set, 5 is not), oldest first.
     let (s, list) = c.releases_for(query(&key, "4.0.4.9", "N", "N")).await;
@@ -172,16 +205,36 @@ async fn scenario(c: CentreServer) {
     assert_eq!(versions(&list), ["4.0.4.10", "4.0.7.0"]);
     assert_eq!(list["result"], "");
     let m = &list["modules"][0];
-    for field in ["release_id", "uniqid", "version", "developer", "min_1c_version", "lic_product_id", "lic_feature_id",
-                  "name", "description", "promo_link", "changelog", "size", "download_link", "files"] {
+    for field in [
+        "release_id",
+        "uniqid",
+        "version",
+        "developer",
+        "min_1c_version",
+        "lic_product_id",
+        "lic_feature_id",
+        "name",
+        "description",
+        "promo_link",
+        "changelog",
+        "size",
+        "download_link",
+        "files",
+    ] {
         assert!(m.get(field).is_some(), "module field {field}: {m}");
     }
-    assert_eq!(m["description"], "Расширение\n\nУТиВСК, КА+CRM", "real newlines");
+    assert_eq!(
+        m["description"], "Расширение\n\nУТиВСК, КА+CRM",
+        "real newlines"
+    );
     assert_eq!(m["size"], main.len() + readme.len());
     assert_eq!(m["download_link"], m["files"][0]["url"]);
     assert_eq!(m["files"][1]["md5"], coreutils("md5sum", &readme));
     let url = m["files"][0]["url"].as_str().expect("url").to_owned();
-    assert!(!url.contains(&key) && !url.contains(&key.replace('-', "")), "a link never carries the KEY: {url}");
+    assert!(
+        !url.contains(&key) && !url.contains(&key.replace('-', "")),
+        "a link never carries the KEY: {url}"
+    );
     // SHOW_UNTESTED adds the untested one; an older or equal installed version hides.
     let (_, all) = c.releases_for(query(&key, "4.0.4.9", "Y", "N")).await;
     assert_eq!(versions(&all), ["4.0.4.10", "4.0.5.1", "4.0.7.0"]);
@@ -193,7 +246,13 @@ async fn scenario(c: CentreServer) {
     let (s, l) = c.releases_for(query(&lapsed, "4.0.4.9", "Y", "N")).await;
     assert_eq!(s, 200);
     assert_eq!(versions(&l), Vec::<String>::new());
-    assert!(l["result"].as_str().expect("result").contains("support period ended on 2000-01-01"), "{l}");
+    assert!(
+        l["result"]
+            .as_str()
+            .expect("result")
+            .contains("support period ended on 2000-01-01"),
+        "{l}"
+    );
     // Another product's key sees only its own product's releases.
     let (_, o) = c.releases_for(query(&other, "", "N", "N")).await;
     assert_eq!(versions(&o), ["5.0"]);
@@ -202,7 +261,11 @@ async fn scenario(c: CentreServer) {
     let out = c.cli(&["centre", "release-key-revoke", "--code", &revoked]);
     assert!(out.status.success(), "{}", common::stdout(&out));
     let mut answers = Vec::new();
-    for k in ["4345-9320-2035-7421-5369", unused.as_str(), revoked.as_str()] {
+    for k in [
+        "4345-9320-2035-7421-5369",
+        unused.as_str(),
+        revoked.as_str(),
+    ] {
         let (s, j) = c.releases_for(query(k, "", "N", "N")).await;
         answers.push((s, j));
     }
@@ -212,37 +275,89 @@ async fn scenario(c: CentreServer) {
 
     // 400s name the field.
     for (body, field) in [
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "2.5.8.191"}), "KEY"),
-        (json!({"TYPE": 5, "CONF": CONF, "CONF_VERSION": "1", "KEY": key}), "TYPE"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "2.5.x", "KEY": key}), "CONF_VERSION"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "INSTALLED_VERSION": "four"}), "INSTALLED_VERSION"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "SHOW_UNTESTED": "yes"}), "SHOW_UNTESTED"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "COUNT_DOWNLOADS": true}), "COUNT_DOWNLOADS"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "EXTRA": "1"}), "EXTRA"),
-        (json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": "MIKO-XXXXX"}), "KEY"),
-        (json!({"TYPE": "a b", "CONF": CONF, "CONF_VERSION": "1", "KEY": key}), "TYPE"),
-        (json!({"TYPE": TYPE, "CONF_VERSION": "1", "KEY": key}), "CONF"),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "2.5.8.191"}),
+            "KEY",
+        ),
+        (
+            json!({"TYPE": 5, "CONF": CONF, "CONF_VERSION": "1", "KEY": key}),
+            "TYPE",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "2.5.x", "KEY": key}),
+            "CONF_VERSION",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "INSTALLED_VERSION": "four"}),
+            "INSTALLED_VERSION",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "SHOW_UNTESTED": "yes"}),
+            "SHOW_UNTESTED",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "COUNT_DOWNLOADS": true}),
+            "COUNT_DOWNLOADS",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": key, "EXTRA": "1"}),
+            "EXTRA",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF": CONF, "CONF_VERSION": "1", "KEY": "MIKO-XXXXX"}),
+            "KEY",
+        ),
+        (
+            json!({"TYPE": "a b", "CONF": CONF, "CONF_VERSION": "1", "KEY": key}),
+            "TYPE",
+        ),
+        (
+            json!({"TYPE": TYPE, "CONF_VERSION": "1", "KEY": key}),
+            "CONF",
+        ),
         (json!([1, 2]), "INSTALLED_VERSION"),
     ] {
         let (s, j) = c.releases_for(body.clone()).await;
         assert_eq!(s, 400, "{body}: {j}");
-        assert!(j["error"].as_str().expect("error").contains(field), "{body}: {j}");
+        assert!(
+            j["error"].as_str().expect("error").contains(field),
+            "{body}: {j}"
+        );
     }
-    let (s, _, b) = c.raw("POST", "/centre/v1/releases/available", Some(b"{not json"), Some("q1")).await;
+    let (s, _, b) = c
+        .raw(
+            "POST",
+            "/centre/v1/releases/available",
+            Some(b"{not json"),
+            Some("q1"),
+        )
+        .await;
     assert_eq!(s, 400, "{}", String::from_utf8_lossy(&b));
 
     // Download: whole, with length, ETag and the listed MD5; then resumed from a byte.
     let (s, h, body) = fetch(&c, &url, None).await;
     assert_eq!(s, 200);
     assert_eq!(body, main);
-    assert_eq!(coreutils("md5sum", &body), m["files"][0]["md5"].as_str().expect("md5"));
+    assert_eq!(
+        coreutils("md5sum", &body),
+        m["files"][0]["md5"].as_str().expect("md5")
+    );
     assert_eq!(h["content-length"], main.len().to_string().as_str());
-    assert_eq!(h["etag"], format!("\"{}\"", coreutils("sha256sum", &main)).as_str());
+    assert_eq!(
+        h["etag"],
+        format!("\"{}\"", coreutils("sha256sum", &main)).as_str()
+    );
     assert_eq!(h["accept-ranges"], "bytes");
-    assert!(h.get("licence-signature").is_none(), "file bytes are not signed");
+    assert!(
+        h.get("licence-signature").is_none(),
+        "file bytes are not signed"
+    );
     let (s, h, tail) = fetch(&c, &url, Some("bytes=100000-")).await;
     assert_eq!(s, 206);
-    assert_eq!(h["content-range"], format!("bytes 100000-{}/{}", main.len() - 1, main.len()).as_str());
+    assert_eq!(
+        h["content-range"],
+        format!("bytes 100000-{}/{}", main.len() - 1, main.len()).as_str()
+    );
     let mut resumed = main[..100_000].to_vec();
     resumed.extend_from_slice(&tail);
     assert_eq!(resumed, main);
@@ -252,14 +367,30 @@ async fn scenario(c: CentreServer) {
     let (s, h, _) = c.raw("GET", &path_of(&url), None, Some("q416")).await;
     assert_eq!(s, 200);
     drop(h);
-    let r = c.client.get(&url).header("Range", "bytes=999999999-").header("Licence-QueryID", "q2").send().await.expect("send");
+    let r = c
+        .client
+        .get(&url)
+        .header("Range", "bytes=999999999-")
+        .header("Licence-QueryID", "q2")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 416);
-    assert_eq!(r.headers()["content-range"], format!("bytes */{}", main.len()).as_str());
-    assert!(r.headers().get("licence-signature").is_some(), "errors stay signed");
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes */{}", main.len()).as_str()
+    );
+    assert!(
+        r.headers().get("licence-signature").is_some(),
+        "errors stay signed"
+    );
 
     // Altered links, another file's name, a made-up token: one signed refusal.
     let p = path_of(&url);
-    let (token, name) = p.trim_start_matches("/centre/v1/releases/download/").split_once('/').expect("token/name");
+    let (token, name) = p
+        .trim_start_matches("/centre/v1/releases/download/")
+        .split_once('/')
+        .expect("token/name");
     let mut t = token.as_bytes().to_vec();
     t[5] = if t[5] == b'A' { b'B' } else { b'A' };
     let altered = String::from_utf8(t).expect("ascii");
@@ -276,7 +407,10 @@ async fn scenario(c: CentreServer) {
     // Counting: only with COUNT_DOWNLOADS=Y, only a download that reached the end, once a day.
     wait_count(&c, r1_id, 0).await;
     let (_, counted) = c.releases_for(query(&key, "4.0.4.9", "N", "Y")).await;
-    let curl = counted["modules"][0]["files"][0]["url"].as_str().expect("url").to_owned();
+    let curl = counted["modules"][0]["files"][0]["url"]
+        .as_str()
+        .expect("url")
+        .to_owned();
     assert_ne!(curl, url, "a counting link differs");
     let (s, _, _) = fetch(&c, &curl, Some("bytes=0-99")).await;
     assert_eq!(s, 206);
@@ -291,24 +425,44 @@ async fn scenario(c: CentreServer) {
     wait_count(&c, r1_id, 1).await;
 
     // Withdrawn: not listed, links refused, shown to the vendor as withdrawn.
-    let (s, j) = c.post(&format!("/centre/v1/releases/{r1_id}/withdraw"), json!({}), true).await;
+    let (s, j) = c
+        .post(
+            &format!("/centre/v1/releases/{r1_id}/withdraw"),
+            json!({}),
+            true,
+        )
+        .await;
     assert_eq!(s, 200, "{j}");
     let (_, after) = c.releases_for(query(&key, "4.0.4.9", "N", "N")).await;
     assert_eq!(versions(&after), ["4.0.7.0"]);
     let (s, _, _) = fetch(&c, &url, None).await;
     assert_eq!(s, 403);
     let listed = admin_list(&c).await;
-    let r = listed.iter().find(|r| r["release_id"] == r1_id).expect("r1");
+    let r = listed
+        .iter()
+        .find(|r| r["release_id"] == r1_id)
+        .expect("r1");
     assert!(r["withdrawn"].is_string(), "{r}");
     assert_eq!(r["downloads"], 1);
-    let (s, j) = c.post("/centre/v1/releases/99999/withdraw", json!({}), true).await;
+    let (s, j) = c
+        .post("/centre/v1/releases/99999/withdraw", json!({}), true)
+        .await;
     assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_release")));
-    let (s, _) = c.post(&format!("/centre/v1/releases/{r1_id}/withdraw"), json!({}), false).await;
+    let (s, _) = c
+        .post(
+            &format!("/centre/v1/releases/{r1_id}/withdraw"),
+            json!({}),
+            false,
+        )
+        .await;
     assert_eq!(s, 401);
     // The CLI sees the same.
     let out = c.cli(&["centre", "release-list"]);
     let text = common::stdout(&out);
-    assert!(out.status.success() && text.contains("withdrawn") && text.contains("1 download(s)"), "{text}");
+    assert!(
+        out.status.success() && text.contains("withdrawn") && text.contains("1 download(s)"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -335,7 +335,8 @@ impl CentreServer {
 
     /// Asks for the release list (signed answer checked).
     pub async fn releases_for(&self, query: Value) -> (u16, Value) {
-        self.post("/centre/v1/releases/available", query, false).await
+        self.post("/centre/v1/releases/available", query, false)
+            .await
     }
 
     /// Activates `code` on a made-up ComputerID, so it becomes a licence.
