@@ -477,3 +477,129 @@ async fn releases_on_postgres() {
     };
     scenario(CentreServer::start_on(Some(&url)).await).await;
 }
+
+/// `centre release-add` publishes from local files, through the same store.
+#[tokio::test]
+async fn release_add_from_the_command_line() {
+    let c = CentreServer::start().await;
+    let (s, _) = c
+        .post(
+            "/centre/v1/products",
+            json!({"key_id": "672B", "product_name": "P"}),
+            true,
+        )
+        .await;
+    assert_eq!(s, 201);
+    let file = c.data.join("PT40 Дистрибутив.zip");
+    let data = bytes(700_000, 9);
+    std::fs::write(&file, &data).expect("write");
+    let file_arg = file.to_str().expect("utf-8");
+    let args = [
+        "centre",
+        "release-add",
+        "--type",
+        TYPE,
+        "--version",
+        "4.1",
+        "--name",
+        "N",
+        "--lic-product-id",
+        "672B",
+        "--conf",
+        CONF,
+        "--tested",
+        "2.5.8.191,2.5.9.1",
+        "--min-conf-version",
+        "2.5",
+        "--file",
+        file_arg,
+    ];
+    let out = c.cli(&args);
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    let again = c.cli(&args);
+    assert!(!again.status.success() && common::stdout(&again).contains("already exists"));
+    let list = admin_list(&c).await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["files"][0]["name"], "PT40 Дистрибутив.zip");
+    assert_eq!(list[0]["files"][0]["md5"], coreutils("md5sum", &data));
+    assert_eq!(
+        list[0]["tested_conf_versions"],
+        json!(["2.5.8.191", "2.5.9.1"])
+    );
+    let out = c.cli(&["centre", "release-withdraw", "--release-id", "1"]);
+    assert!(out.status.success(), "{}", common::stdout(&out));
+    assert!(admin_list(&c).await[0]["withdrawn"].is_string());
+}
+
+/// Ends the demo host it holds, whatever happens.
+struct Demo(std::process::Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve --demo` publishes a demo release and prints a `curl` command that lists it; the
+/// command's URL and body, sent as printed, list the release, whose file downloads whole.
+#[tokio::test]
+async fn the_demo_prints_a_working_curl_command() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let config = tmp.path().join("keybridge.toml");
+    std::fs::write(&config, common::base_config("")).expect("config");
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data"])
+        .arg(tmp.path().join("data"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("KEYBRIDGE_LISTEN")
+        .env_remove("KEYBRIDGE_DATA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let _demo = Demo(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.trim_start().starts_with("curl ") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a curl line");
+    // curl -s -X POST URL -H '…' -d 'BODY'
+    let url = line.split_whitespace().nth(4).expect("url").to_owned();
+    let body = line
+        .split("-d '")
+        .nth(1)
+        .and_then(|b| b.strip_suffix('\''))
+        .expect("body");
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    let list: Value = r.json().await.expect("json");
+    assert_eq!(versions(&list), ["1.0.0.2"], "{list}");
+    let f = &list["modules"][0]["files"][0];
+    let got = reqwest::get(f["url"].as_str().expect("url"))
+        .await
+        .expect("get")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(got.len() as u64, f["size"].as_u64().expect("size"));
+    assert_eq!(coreutils("md5sum", &got), f["md5"].as_str().expect("md5"));
+}

@@ -170,7 +170,7 @@ pub enum CentreCommand {
     /// Publish a release of a distribution with its files (`docs/releases.md`).
     ReleaseAdd {
         #[command(flatten)]
-        release: ReleaseMeta,
+        release: Box<ReleaseMeta>,
         /// A file of the release (repeatable; the first is its main distribution).
         #[arg(long = "file", value_name = "FILE", required = true)]
         files: Vec<PathBuf>,

@@ -189,9 +189,8 @@ impl ReleaseMeta {
         line("developer", &self.developer, 0, 200)?;
         text("changelog", &self.changelog, 0, 100_000)?;
         line("promo_link", &self.promo_link, 0, 2_000)?;
-        if !self.promo_link.is_empty()
-            && !(self.promo_link.starts_with("https://") || self.promo_link.starts_with("http://"))
-        {
+        let p = &self.promo_link;
+        if !(p.is_empty() || p.starts_with("https://") || p.starts_with("http://")) {
             return Err(ReleaseError::Invalid(
                 "promo_link must be an http or https URL".into(),
             ));
