@@ -159,7 +159,7 @@ impl CentreState {
 pub struct CentreReply(StatusCode, Value, Option<u64>);
 
 impl CentreReply {
-    fn new(status: StatusCode, body: Value) -> Self {
+    pub(crate) fn new(status: StatusCode, body: Value) -> Self {
         CentreReply(status, body, None)
     }
 
@@ -197,6 +197,7 @@ impl From<CentreError> for CentreReply {
             CentreError::Challenge(_) => (S::FORBIDDEN, "challenge_refused"),
             CentreError::ChallengesFull => (S::SERVICE_UNAVAILABLE, "challenges_full"),
             CentreError::NoChallenge => (S::NOT_FOUND, "unknown_code"),
+            CentreError::UnknownKey => (S::FORBIDDEN, "unknown_key"),
             CentreError::ChallengesForCode { .. } => (S::TOO_MANY_REQUESTS, "throttled"),
             CentreError::ProductExists(_) => (S::CONFLICT, "product_exists"),
             CentreError::AlreadyActivated => (S::CONFLICT, "already_activated"),
@@ -277,7 +278,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
-fn bad(message: impl Into<String>) -> CentreReply {
+pub(crate) fn bad(message: impl Into<String>) -> CentreReply {
     CentreReply::new(
         StatusCode::BAD_REQUEST,
         json!({"error": message.into(), "reason": "invalid"}),
@@ -336,7 +337,7 @@ fn throttled(r: Refused, whose: &str) -> CentreReply {
 /// code. The attempt counts before the check, so parallel guesses count too and a throttled
 /// one never reaches the database; a check that did not fail a proof gives its attempt back
 /// (it never erases earlier failures). The log names the code only by its last group.
-async fn proven<T>(
+pub(crate) async fn proven<T>(
     st: &CentreState,
     peer: IpAddr,
     what: &str,
@@ -377,7 +378,17 @@ async fn proven<T>(
     out.map_err(CentreReply::from)
 }
 
-async fn activate(
+#[utoipa::path(post, path = "/centre/v1/activate", tag = "licensing",
+    request_body = ActivateBody,
+    responses(
+        (status = 200, description = "The signed licence (base64)", body = LicenceBody),
+        (status = 400, description = "Malformed request", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "unknown_code / unknown_licence: not proven", body = crate::centre::openapi::ErrorBody),
+        (status = 429, description = "Too many failed proofs from this address or for this code", body = crate::centre::openapi::ErrorBody),
+        (status = 403, description = "itn_mismatch, device_not_genuine, challenge_refused", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "already_activated", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn activate(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
     CentreJson(b): CentreJson<ActivateBody>,
@@ -401,7 +412,15 @@ fn key_id(text: String) -> Result<String, CentreReply> {
     }
 }
 
-async fn current(
+#[utoipa::path(post, path = "/centre/v1/licence", tag = "licensing",
+    request_body = LicenceRef,
+    responses(
+        (status = 200, description = "The licence as the centre has it now", body = LicenceBody),
+        (status = 400, description = "Malformed request", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "unknown_code / unknown_licence: not proven", body = crate::centre::openapi::ErrorBody),
+        (status = 429, description = "Too many failed proofs from this address or for this code", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn current(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
     CentreJson(b): CentreJson<LicenceRef>,
@@ -417,7 +436,16 @@ async fn current(
     Ok(licence_body(&doc))
 }
 
-async fn restore(
+#[utoipa::path(post, path = "/centre/v1/restore", tag = "licensing",
+    request_body = RestoreBody,
+    responses(
+        (status = 200, description = "The licence on its new binding", body = LicenceBody),
+        (status = 400, description = "Malformed request", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "unknown_code / unknown_licence: not proven", body = crate::centre::openapi::ErrorBody),
+        (status = 429, description = "Too many failed proofs from this address or for this code", body = crate::centre::openapi::ErrorBody),
+        (status = 403, description = "restore_needs_vendor, restore_limit", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn restore(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
     CentreJson(b): CentreJson<RestoreBody>,
@@ -437,7 +465,16 @@ async fn restore(
 /// A fresh attestation challenge, for a host about to activate `code` onto a blank USB key.
 /// Only for a code that exists and is not yet activated: a proof like any other, throttled
 /// per client and per code, so nobody without such codes can fill the challenge table.
-async fn challenge(
+#[utoipa::path(post, path = "/centre/v1/challenge", tag = "licensing",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "A fresh attestation challenge", body = ChallengeBody),
+        (status = 400, description = "Malformed request", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "unknown_code / unknown_licence: not proven", body = crate::centre::openapi::ErrorBody),
+        (status = 429, description = "Too many failed proofs from this address or for this code", body = crate::centre::openapi::ErrorBody),
+        (status = 503, description = "challenges_full", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn challenge(
     State(st): State<Arc<CentreState>>,
     Peer(peer): Peer,
     CentreJson(b): CentreJson<ChallengeRequest>,
@@ -470,7 +507,7 @@ async fn challenge(
 }
 
 /// A product series, as the vendor's HTTP request or `centre product-add` gives it.
-#[derive(Debug, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 pub struct ProductBody {
     /// Series (KeyID), e.g. 672B.
     #[arg(long)]
@@ -515,7 +552,7 @@ impl ProductBody {
 
 /// What a new activation code grants, as the vendor's HTTP request or `centre code-issue`
 /// gives it. Dates are ISO 8601 (UTC when no zone is given).
-#[derive(Debug, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 pub struct CodeBody {
     /// The product series (KeyID).
     #[arg(long)]
@@ -599,7 +636,16 @@ impl CodeBody {
     }
 }
 
-async fn add_product(
+#[utoipa::path(post, path = "/centre/v1/products", tag = "vendor",
+    request_body = ProductBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "Added", body = Value),
+        (status = 400, description = "Malformed product", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "product_exists", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn add_product(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<ProductBody>,
 ) -> Result<Response, CentreReply> {
@@ -607,7 +653,16 @@ async fn add_product(
     Ok((StatusCode::CREATED, Json(json!({"key_id": b.key_id}))).into_response())
 }
 
-async fn issue_code(
+#[utoipa::path(post, path = "/centre/v1/codes", tag = "vendor",
+    request_body = CodeBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "The new activation code", body = Value),
+        (status = 400, description = "Malformed request", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "unknown_product", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn issue_code(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<CodeBody>,
 ) -> Result<Response, CentreReply> {
@@ -616,7 +671,15 @@ async fn issue_code(
     Ok((StatusCode::CREATED, Json(json!({"code": code.to_string()}))).into_response())
 }
 
-async fn list_codes(State(st): State<Arc<CentreState>>) -> Result<Json<Value>, CentreReply> {
+#[utoipa::path(get, path = "/centre/v1/codes", tag = "vendor",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "Every activation code and its state", body = Value),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+    ))]
+pub(crate) async fn list_codes(
+    State(st): State<Arc<CentreState>>,
+) -> Result<Json<Value>, CentreReply> {
     let codes = st.centre.list_codes().await?;
     let rows: Vec<Value> = codes
         .iter()
@@ -672,7 +735,11 @@ async fn not_found() -> CentreReply {
     )
 }
 
-async fn public_key(State(st): State<Arc<CentreState>>) -> Json<Value> {
+#[utoipa::path(get, path = "/centre/v1/publickey", tag = "licensing",
+    responses(
+        (status = 200, description = "The licence key and the response key (PEM)", body = Value),
+    ))]
+pub(crate) async fn public_key(State(st): State<Arc<CentreState>>) -> Json<Value> {
     Json(json!({
         "licence_key": st.centre.licence_key().public_key().pem(),
         "response_key": st.response_key.public_key().pem(),
@@ -747,12 +814,18 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
         .route("/centre/v1/publickey", get(public_key))
         .merge(admin)
         .merge(super::accounts::http::routes(&state.account_base))
+        .merge(super::releases::routes(&state)) // issue 10: releases
+        .merge(super::openapi::routes()) // issue 10: the API description and its page
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
         // Layers run outermost last-added first: sign ← limits ← normalise ← routes.
         .layer(middleware::from_fn(normalise));
-    request_limits(app, limits, plain_error).layer(middleware::from_fn_with_state(
-        key,
-        signing::sign::<CentreSigning>,
-    ))
+    // Issue 10: the release upload has its own request limits (size, time).
+    let uploads = super::releases::upload_routes(state, &limits);
+    request_limits(app, limits, plain_error)
+        .merge(uploads)
+        .layer(middleware::from_fn_with_state(
+            key,
+            signing::sign::<CentreSigning>,
+        ))
 }

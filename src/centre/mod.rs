@@ -8,6 +8,9 @@ pub mod code;
 mod db;
 pub use db::{ensure_private_dir, sqlite_url};
 pub mod http;
+// Issue 10: licensed releases and the OpenAPI description.
+pub mod openapi;
+pub mod releases;
 mod rules;
 pub mod wire;
 
@@ -70,6 +73,10 @@ pub enum CentreError {
     /// The code already has `max_challenges_per_code` challenges outstanding.
     #[error("too many attestation challenges are outstanding for this activation code; try again in {retry_after} s")]
     ChallengesForCode { retry_after: u64 },
+    /// The one answer to a release KEY that is not an activated, unrevoked activation code of
+    /// this centre: it never says which of those it is.
+    #[error("KEY is not valid for releases: it must be the activation code of a licence this centre issued and activated")]
+    UnknownKey,
     #[error("{0}")]
     Licence(#[from] LicenceError),
     /// The vendor's account administration (accounts, servants, tariffs, definitions).
@@ -93,6 +100,7 @@ impl CentreError {
                 | CentreError::ItnMismatch
                 | CentreError::AlreadyActivated
                 | CentreError::NoChallenge
+                | CentreError::UnknownKey
         )
     }
 }
@@ -115,6 +123,8 @@ pub struct Centre {
     challenge_ttl: std::time::Duration,
     max_challenges: u64,
     max_challenges_per_code: u64,
+    /// Licensed releases, once [`Centre::enable_releases`] has run.
+    releases: Option<Arc<releases::Releases>>,
 }
 
 impl Centre {
@@ -129,6 +139,7 @@ impl Centre {
             challenge_ttl: CHALLENGE_TTL,
             max_challenges: MAX_CHALLENGES,
             max_challenges_per_code: MAX_CHALLENGES_PER_CODE,
+            releases: None,
         })
     }
 

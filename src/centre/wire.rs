@@ -11,7 +11,7 @@ use crate::licence::Binding;
 use serde::{Deserialize, Serialize};
 
 /// A binding on the wire: `{"computer": "<ComputerID>"}` or `{"device": <serial>}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WireBinding {
     Computer(String),
@@ -36,7 +36,7 @@ impl From<&Binding> for WireBinding {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivateBody {
     pub code: String,
     pub itn: Option<String>,
@@ -53,7 +53,7 @@ pub struct ActivateBody {
 }
 
 /// A USB key's attestation on the wire; byte fields base64.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WireProof {
     pub serial: u64,
     pub blank: bool,
@@ -104,7 +104,7 @@ pub struct OfflineRequest {
 /// `POST /centre/v1/licence`: the current version of a licence, for whoever proves they hold
 /// it with the activation code it was issued from and the ITN and IEC it was activated for
 /// (absent when it had none).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenceRef {
     pub key_id: String,
     pub key_no: u64,
@@ -117,7 +117,7 @@ pub struct LicenceRef {
 
 /// `POST /centre/v1/restore`: the licence onto a new binding, for whoever proves they own it
 /// with its activation code and the ITN (and IEC, when it had one) it was activated for.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreBody {
     pub key_id: String,
     pub key_no: u64,
@@ -131,21 +131,21 @@ pub struct RestoreBody {
 /// `POST /centre/v1/challenge`'s request: the activation code about to be activated onto a
 /// blank USB key. The centre answers only for a code it issued that is not yet activated, so
 /// nobody without such a code can fill its table of outstanding challenges.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChallengeRequest {
     pub code: String,
 }
 
 /// `POST /centre/v1/challenge`'s answer: 32 random bytes (hex) a blank USB key signs to prove
 /// itself, accepted once, until `expires`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChallengeBody {
     pub challenge: String,
     pub expires: String,
 }
 
 /// A signed licence file, base64, as every host-facing endpoint returns it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LicenceBody {
     pub licence: String,
 }

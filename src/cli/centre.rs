@@ -3,6 +3,7 @@
 use super::CliResult;
 use crate::centre::accounts::admin::{self, AccountBody, DefinitionBody, MemberBody, ServantBody};
 use crate::centre::http::{self, CentreState, CodeBody, ProductBody, ProofLimits};
+use crate::centre::releases::{ReleaseMeta, ReleaseSettings};
 use crate::centre::{self, wire, Centre};
 use crate::crypto::password::PasswordHash;
 use crate::crypto::{CentreResponseKey, LicenceKey};
@@ -35,6 +36,31 @@ pub struct CentreData {
     /// Database URL: `postgres://user@host/db`, or `sqlite:///path` [default: centre.db in the data directory]
     #[arg(long, env = "KEYBRIDGE_CENTRE_DATABASE", value_name = "URL")]
     pub database: Option<String>,
+    /// Where release files are stored, once each under their SHA-256; centres sharing a
+    /// PostgreSQL database must share it too [default: releases in the data directory].
+    #[arg(long, env = "KEYBRIDGE_CENTRE_RELEASES_DIR", value_name = "DIR")]
+    pub releases_dir: Option<PathBuf>,
+}
+
+/// How the centre serves releases (`docs/releases.md`).
+#[derive(Args, Clone)]
+pub struct ReleaseArgs {
+    /// Seconds a download link from the release list stays valid.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_RELEASE_LINK_TTL_SECONDS", value_name = "SECONDS",
+          default_value_t = ReleaseSettings::DEFAULT_LINK_TTL.as_secs())]
+    pub release_link_ttl_seconds: u64,
+    /// Largest release upload (`POST /centre/v1/releases`, the whole multipart body), in bytes.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_RELEASE_MAX_UPLOAD_BYTES", value_name = "BYTES",
+          default_value_t = ReleaseSettings::DEFAULT_MAX_UPLOAD)]
+    pub release_max_upload_bytes: u64,
+    /// Seconds a release upload may take, from its head to the answer.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_RELEASE_UPLOAD_TIMEOUT_SECONDS", value_name = "SECONDS",
+          default_value_t = ReleaseSettings::DEFAULT_UPLOAD_TIMEOUT.as_secs())]
+    pub release_upload_timeout_seconds: u64,
+    /// The centre's URL as customers reach it (e.g. https://centre.example), for the download
+    /// links of the release list; without it they are built from the request's Host header.
+    #[arg(long, env = "KEYBRIDGE_CENTRE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -85,6 +111,8 @@ pub enum CentreCommand {
         proofs: ProofArgs,
         #[command(flatten)]
         accounts: AccountApiArgs,
+        #[command(flatten)]
+        releases: ReleaseArgs,
     },
     /// Add a product series.
     ProductAdd {
@@ -212,6 +240,32 @@ pub enum CentreCommand {
         #[command(flatten)]
         data: CentreData,
     },
+    /// Publish a release of a distribution with its files (`docs/releases.md`).
+    ReleaseAdd {
+        #[command(flatten)]
+        release: Box<ReleaseMeta>,
+        /// A file of the release (repeatable; the first is its main distribution).
+        #[arg(long = "file", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// List releases with their download counts.
+    ReleaseList(CentreData),
+    /// Withdraw a release: no longer listed, its download links refused.
+    ReleaseWithdraw {
+        #[arg(long)]
+        release_id: u64,
+        #[command(flatten)]
+        data: CentreData,
+    },
+    /// Stop an activation code (KEY) from listing and downloading releases.
+    ReleaseKeyRevoke {
+        #[arg(long)]
+        code: String,
+        #[command(flatten)]
+        data: CentreData,
+    },
     /// Print the centre's public licence key (PEM): hosts trust licences signed by it. With
     /// --response, the key that signs the centre's HTTP answers (`[centre] response_key`).
     KeyPublic {
@@ -330,7 +384,19 @@ impl CentreData {
         self.data.join("manufacturers")
     }
 
+    fn release_settings(&self) -> ReleaseSettings {
+        ReleaseSettings::new(
+            self.releases_dir
+                .clone()
+                .unwrap_or_else(|| self.data.join("releases")),
+        )
+    }
+
     async fn open(&self) -> Result<Centre, String> {
+        self.open_with(self.release_settings()).await
+    }
+
+    async fn open_with(&self, releases: ReleaseSettings) -> Result<Centre, String> {
         // Private keys and (by default) every unused activation code live here.
         centre::ensure_private_dir(&self.data)
             .map_err(|e| format!("{}: {e}", self.data.display()))?;
@@ -338,6 +404,9 @@ impl CentreData {
         let key = keyfile::load_or_create(&self.data.join(LICENCE_KEY_FILE))
             .map_err(|e| e.to_string())?;
         let centre = Centre::open(&self.url(), LicenceKey::new(key))
+            .await
+            .map_err(|e| e.to_string())?
+            .enable_releases(releases)
             .await
             .map_err(|e| e.to_string())?;
         Ok(centre.with_manufacturers(self.manufacturers()))
@@ -349,6 +418,51 @@ impl CentreData {
             .map(CentreResponseKey::new)
             .map_err(|e| e.to_string())
     }
+}
+
+/// Publishes a release from local files, streamed through the same store as an upload.
+pub async fn add_release(
+    centre: &Centre,
+    meta: &ReleaseMeta,
+    files: &[PathBuf],
+) -> Result<u64, String> {
+    use tokio::io::AsyncReadExt;
+    centre
+        .check_release(meta)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = &centre.releases().map_err(|e| e.to_string())?.store;
+    let mut staged = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| centre::releases::file_name_ok(n))
+            .ok_or_else(|| format!("{}: not a usable file name", path.display()))?
+            .to_owned();
+        let mut f = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut s = store.stage().await.map_err(|e| e.to_string())?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            s.write(axum::body::Bytes::copy_from_slice(&buf[..n]))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        staged.push(s.finish(name).await.map_err(|e| e.to_string())?);
+    }
+    centre
+        .publish_release(meta, staged)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Logs to stderr, colourless unless it is a terminal; `RUST_LOG` filters, else `default`.
@@ -491,7 +605,7 @@ pub fn run(cmd: CentreCommand) -> CliResult {
     let rt = runtime()?;
     let done = rt.block_on(async move {
         match cmd {
-            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, allowed_host, http, data, proofs, accounts } => {
+            CentreCommand::Serve { listen, admin_password_hash, tls_cert, tls_key, insecure_http, allowed_host, http, data, proofs, accounts, releases } => {
                 centre::accounts::http::check_base(&accounts.account_api_path)?;
                 if admin_password_hash.is_none() && !listen.ip().is_loopback() {
                     return Err(format!(
@@ -528,7 +642,18 @@ pub fn run(cmd: CentreCommand) -> CliResult {
                     Some(h) => PasswordHash::parse(&h).map_err(|e| e.to_string())?,
                     None => PasswordHash::new("admin"),
                 };
-                let centre = data.open().await?.with_challenge_limits(
+                let mut settings = data.release_settings();
+                settings.link_ttl = Duration::from_secs(releases.release_link_ttl_seconds.max(1));
+                settings.max_upload = releases.release_max_upload_bytes.max(1);
+                settings.upload_timeout = Duration::from_secs(releases.release_upload_timeout_seconds.max(1));
+                settings.scheme = if tls.is_some() { "https" } else { "http" };
+                if let Some(u) = &releases.public_url {
+                    if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(['?', '#', ' ']) {
+                        return Err("--public-url must be an http(s) URL without query or fragment".into());
+                    }
+                }
+                settings.public_url = releases.public_url.clone();
+                let centre = data.open_with(settings).await?.with_challenge_limits(
                     Duration::from_secs(proofs.challenge_ttl_seconds.max(1)),
                     proofs.max_challenges,
                 )
@@ -632,6 +757,35 @@ pub fn run(cmd: CentreCommand) -> CliResult {
             CentreCommand::UserPassword { login, data } => {
                 let body = admin::PasswordBody { password: std::env::var("KEYBRIDGE_USER_PASSWORD").ok() };
                 print_json(&admin::reset_password(&data.open().await?, &login, &body).await.map_err(|e| e.to_string())?);
+            }
+            CentreCommand::ReleaseAdd { release, files, data } => {
+                let centre = data.open().await?;
+                let id = add_release(&centre, &release, &files).await?;
+                println!("release {id}: {} {} published", release.type_, release.version);
+            }
+            CentreCommand::ReleaseList(data) => {
+                for r in data.open().await?.list_releases().await.map_err(|e| e.to_string())? {
+                    let state = match &r.withdrawn {
+                        Some(w) => format!("withdrawn {w}"),
+                        None => "listed".into(),
+                    };
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\tpublished {}\t{}\t{} download(s)",
+                        r.release_id, r.type_, r.version, r.lic_product_id, r.name, r.published, state, r.downloads
+                    );
+                    for f in &r.files {
+                        println!("\t{}\t{} bytes\tmd5 {}\tsha256 {}", f.name, f.size, f.md5, f.sha256);
+                    }
+                }
+            }
+            CentreCommand::ReleaseWithdraw { release_id, data } => {
+                let when = data.open().await?.withdraw_release(release_id).await.map_err(|e| e.to_string())?;
+                println!("release {release_id} withdrawn {}", crate::time::format(&when));
+            }
+            CentreCommand::ReleaseKeyRevoke { code, data } => {
+                let code = centre::ActivationCode::parse(&code).map_err(|e| e.to_string())?;
+                data.open().await?.revoke_release_key(&code).await.map_err(|e| e.to_string())?;
+                println!("code {} no longer lists releases", code.redacted());
             }
             CentreCommand::KeyPublic { response, data } => {
                 if response {

@@ -293,3 +293,96 @@ async fn add_demo_account(
     .await?;
     Ok(())
 }
+
+/// The demo release (issue 10): a distribution of the demo product, its configuration, and
+/// the version the demo's curl command says is installed.
+pub const RELEASE_TYPE: &str = "KEYBRIDGE_DEMO";
+pub const RELEASE_VERSION: &str = "1.0.0.2";
+pub const RELEASE_CONF: &str = "КомплекснаяАвтоматизация_CRM";
+pub const RELEASE_CONF_VERSION: &str = "2.5.8.191";
+
+/// The demo centre's release settings: its store in the demo folder.
+pub fn release_settings(data_dir: &Path) -> crate::centre::releases::ReleaseSettings {
+    crate::centre::releases::ReleaseSettings::new(data_dir.join("demo").join("releases"))
+}
+
+/// Publishes (once) the demo release, with a small file made here, and returns the lines to
+/// print: a ready `curl` command that lists it for the demo software key's activation code.
+pub async fn release(centre: &Centre, url: &str) -> Result<Vec<String>, HostError> {
+    use crate::centre::releases::ReleaseMeta;
+    let meta = ReleaseMeta {
+        type_: RELEASE_TYPE.into(),
+        version: RELEASE_VERSION.into(),
+        name: "ДемоРасширение".into(),
+        description: "A demo release of the demo product series 672B".into(),
+        developer: "keybridge".into(),
+        changelog: "- The first demo release.".into(),
+        promo_link: String::new(),
+        lic_product_id: KEY_ID.into(),
+        lic_feature_id: None,
+        conf: RELEASE_CONF.into(),
+        tested_conf_versions: vec![RELEASE_CONF_VERSION.into()],
+        min_conf_version: "2.5.8.0".into(),
+    };
+    let exists = centre
+        .release_exists(RELEASE_TYPE, RELEASE_VERSION)
+        .await
+        .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+    if !exists {
+        let releases = centre
+            .releases()
+            .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+        let mut s = releases
+            .store
+            .stage()
+            .await
+            .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+        let text = format!(
+            "keybridge demo release {RELEASE_VERSION} of {RELEASE_TYPE}\n{}",
+            "This file stands for a distribution (a .cfe or a .zip).\n".repeat(64)
+        );
+        s.write(axum::body::Bytes::from(text.into_bytes()))
+            .await
+            .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+        let f = s
+            .finish(format!("{RELEASE_TYPE}_{RELEASE_VERSION}.txt"))
+            .await
+            .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+        centre
+            .publish_release(&meta, vec![f])
+            .await
+            .map_err(|e| HostError::Internal(format!("demo release: {e}")))?;
+    }
+    let key = centre
+        .list_codes()
+        .await
+        .map_err(centre_error)?
+        .into_iter()
+        .find(|c| {
+            c.activation
+                .as_ref()
+                .is_some_and(|a| a.key_no == SOFTWARE_KEY_NO)
+        })
+        .map(|c| c.code);
+    let Some(key) = key else {
+        return Ok(vec![format!(
+            "demo release {RELEASE_TYPE} {RELEASE_VERSION} published (no demo software key to list it for)"
+        )]);
+    };
+    let body = serde_json::json!({
+        "INSTALLED_VERSION": "1.0.0.1",
+        "TYPE": RELEASE_TYPE,
+        "CONF": RELEASE_CONF,
+        "CONF_VERSION": RELEASE_CONF_VERSION,
+        "KEY": key,
+        "SHOW_UNTESTED": "N",
+        "COUNT_DOWNLOADS": "Y",
+    });
+    Ok(vec![
+        format!("demo release {RELEASE_TYPE} {RELEASE_VERSION} of series {KEY_ID}; list it for the demo licence's KEY with:"),
+        format!(
+            "  curl -s -X POST {url}/centre/v1/releases/available -H 'Content-Type: application/json' -d '{body}'"
+        ),
+        format!("the centre's API page: {url}/centre/docs/"),
+    ])
+}

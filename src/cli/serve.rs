@@ -194,9 +194,15 @@ async fn serve(
     }
     if let Some((centre, url)) = &demo_centre {
         let account_api = format!("{url}{}", centre.account_base);
-        let said = demo::provision(&host, &centre.centre, &account_api)
+        let mut said = demo::provision(&host, &centre.centre, &account_api)
             .await
             .map_err(|e| format!("demo: {e}"))?;
+        // Issue 10: the demo release and the curl command that lists it.
+        said.extend(
+            demo::release(&centre.centre, url)
+                .await
+                .map_err(|e| format!("demo: {e}"))?,
+        );
         println!("demo data in {}:", data_dir.display());
         for line in said {
             println!("  {line}");
@@ -258,7 +264,11 @@ async fn start_demo_centre(data_dir: &Path) -> Result<(Arc<CentreState>, String)
         .map_err(|e| format!("demo centre: {e}"))?
         .with_manufacturers(crate::hal::sim::SimBus::factory_public_dir(&host::sim_dir(
             data_dir,
-        )));
+        )))
+        // Issue 10: the demo centre serves releases too.
+        .enable_releases(demo::release_settings(data_dir))
+        .await
+        .map_err(|e| format!("demo centre: {e}"))?;
     // Vendor operations in the demo go straight to the database; the HTTP admin side gets a
     // random password nobody knows.
     let admin_password = crate::crypto::b64(&rand::random::<[u8; 24]>());

@@ -26,6 +26,13 @@ pub const SIGNATURE: HeaderName = HeaderName::from_static("licence-signature");
 pub const QUERY_SIGNATURE: HeaderName = HeaderName::from_static("licence-querysignature");
 pub const SERVER_VERSION: HeaderName = HeaderName::from_static("licence-serverversion");
 
+/// Marks an answer whose body streams unsigned: a release file download (its 200 or 206), far
+/// too large to buffer and sign, whose size, MD5 and SHA-256 the signed release list already
+/// carries (`docs/releases.md`). Its headers still get the version and the QueryID; every other
+/// answer of that route (errors) is signed as usual. Only a handler sets it, never a client.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamedUnsigned;
+
 /// Longest QueryID accepted.
 pub const MAX_QUERY_ID: usize = 64;
 
@@ -152,6 +159,17 @@ pub async fn sign<S: ResponseSigning>(
         ),
         q => (next.run(req).await, q),
     };
+    if resp.extensions().get::<StreamedUnsigned>().is_some() {
+        let mut resp = resp;
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(state.server_version()) {
+            h.insert(SERVER_VERSION, v);
+        }
+        if let Some(q) = query_id {
+            h.insert(QUERY_ID, q);
+        }
+        return resp;
+    }
     let (mut parts, mut bytes) = body_bytes(&*state, resp).await;
     if bytes.is_empty() && !head {
         // Never sign the QueryID alone: that would sign bytes the client chose.

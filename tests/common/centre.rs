@@ -337,3 +337,65 @@ impl CentreServer {
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
 }
+
+/// A `multipart/form-data` body with a `release` part (JSON) and `file` parts, built here by
+/// hand (RFC 7578), so the test does not share the centre's parser. Returns the content type
+/// and the body.
+pub fn release_form(release: &Value, files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = format!("kbtest{:x}", rand_id());
+    let mut b = Vec::new();
+    b.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"release\"\r\nContent-Type: application/json\r\n\r\n{release}\r\n"
+        )
+        .as_bytes(),
+    );
+    for (name, bytes) in files {
+        b.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), b)
+}
+
+impl CentreServer {
+    /// Uploads a release as the vendor (admin/`password`); checks the answer's signature.
+    pub async fn upload_release(
+        &self,
+        release: &Value,
+        files: &[(&str, &[u8])],
+        password: Option<&str>,
+    ) -> (u16, Value) {
+        let (ct, body) = release_form(release, files);
+        let rb = self
+            .client
+            .post(format!("{}/centre/v1/releases", self.base))
+            .header("content-type", ct)
+            .body(body);
+        self.send(rb, password).await
+    }
+
+    /// Asks for the release list (signed answer checked).
+    pub async fn releases_for(&self, query: Value) -> (u16, Value) {
+        self.post("/centre/v1/releases/available", query, false)
+            .await
+    }
+
+    /// Activates `code` on a made-up ComputerID, so it becomes a licence.
+    pub async fn activate_computer(&self, code: &str, computer: char) {
+        let (s, j) = self
+            .post(
+                "/centre/v1/activate",
+                serde_json::json!({"code": code, "binding": {"computer": computer.to_string().repeat(40)}}),
+                false,
+            )
+            .await;
+        assert_eq!(s, 200, "{j}");
+    }
+}

@@ -1,0 +1,202 @@
+//! The centre's OpenAPI description against what it serves: every route in the centre's code
+//! (`.route("…")` in `src/centre/`) is documented with exactly the methods it serves (asked of
+//! the running centre through a 405's `Allow`), and every documented operation is served. Also
+//! the interactive page: vendored Swagger UI, offline, with Basic authentication.
+
+mod common;
+
+use common::centre::CentreServer;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// The API page and the description itself are not part of the API they describe.
+fn is_docs(path: &str) -> bool {
+    path.starts_with("/centre/docs") || path == "/centre/v1/openapi.json"
+}
+
+/// Every `.route("PATH", …)` in the centre's source.
+fn routes_in_source() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut dirs = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/centre"
+    ))];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("src/centre") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("source");
+            let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
+            for piece in compact.split(".route(\"").skip(1) {
+                if let Some((path, _)) = piece.split_once('"') {
+                    out.insert(path.to_owned());
+                }
+            }
+        }
+    }
+    out.retain(|p| !is_docs(p));
+    assert!(out.len() >= 10, "found too few routes: {out:?}");
+    out
+}
+
+/// A concrete path for a route template: `{x}` and `{*x}` become `1`.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn every_served_route_is_documented_and_every_documented_route_is_served() {
+    let c = CentreServer::start().await;
+    let (s, doc) = c.get("/centre/v1/openapi.json", None).await;
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().expect("version").starts_with("3."),
+        "OpenAPI 3"
+    );
+    assert_eq!(
+        doc["components"]["securitySchemes"]["basic"]["scheme"],
+        "basic"
+    );
+    let mut documented = BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().expect("paths") {
+        for method in ops.as_object().expect("ops").keys() {
+            if ["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                documented.insert((path.clone(), method.to_uppercase()));
+            }
+        }
+    }
+    // What the centre serves, per route: the methods its 405 allows.
+    let mut served = BTreeSet::new();
+    for route in routes_in_source() {
+        let r = c
+            .client
+            .request(
+                reqwest::Method::from_bytes(b"PATCH").expect("m"),
+                format!("{}{}", c.base, concrete(&route)),
+            )
+            .basic_auth("admin", Some("admin"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            r.status().as_u16(),
+            405,
+            "{route} is not served (or serves PATCH)"
+        );
+        let allow = r.headers()["allow"].to_str().expect("allow").to_owned();
+        for m in allow.split(',').map(str::trim).filter(|m| *m != "HEAD") {
+            served.insert((route.clone(), m.to_owned()));
+        }
+    }
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let unserved: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty(),
+        "served but not documented: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented but not served: {unserved:?}"
+    );
+    // And each documented operation reaches its handler, not the fallback.
+    for (path, method) in &documented {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("m");
+        let (s, _, body) = c
+            .raw(
+                method,
+                &concrete(path),
+                (m == reqwest::Method::POST).then_some(b"{}".as_slice()),
+                Some("q"),
+            )
+            .await;
+        let j: Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert!(
+            s != 405 && j["reason"] != "not_found",
+            "{method} {path}: {s} {j}"
+        );
+    }
+    for op in ["/centre/v1/releases/available", "/centre/v1/releases"] {
+        assert!(
+            doc["paths"][op]["post"]["requestBody"].is_object(),
+            "{op} documents its body"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/centre/v1/releases"]["post"]["security"][0]["basic"],
+        serde_json::json!([])
+    );
+}
+
+#[tokio::test]
+async fn the_api_page_is_vendored_and_offers_basic_login() {
+    let c = CentreServer::start().await;
+    let r = c
+        .client
+        .get(format!("{}/centre/docs/", c.base))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/html"));
+    let html = r.text().await.expect("html");
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Everything the page loads comes from the centre itself: it works offline.
+    assert!(
+        !html.contains("http://") && !html.contains("https://unpkg") && !html.contains("cdn"),
+        "{html}"
+    );
+    for (file, needle) in [
+        ("swagger-initializer.js", "/centre/v1/openapi.json"),
+        ("swagger-ui-bundle.js", "SwaggerUIBundle"),
+        ("swagger-ui.css", ".swagger-ui"),
+    ] {
+        let r = c
+            .client
+            .get(format!("{}/centre/docs/{file}", c.base))
+            .send()
+            .await
+            .expect(file);
+        assert_eq!(r.status().as_u16(), 200, "{file}");
+        let text = r.text().await.expect("text");
+        assert!(text.contains(needle), "{file} lacks {needle}");
+    }
+    let init = c
+        .client
+        .get(format!("{}/centre/docs/swagger-initializer.js", c.base))
+        .send()
+        .await
+        .expect("init")
+        .text()
+        .await
+        .expect("t");
+    assert!(init.contains("tryItOutEnabled"), "{init}");
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = plain
+        .get(format!("{}/centre/docs", c.base))
+        .send()
+        .await
+        .expect("redirect");
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(r.headers()["location"], "/centre/docs/");
+    assert!(
+        r.headers().get("licence-signature").is_some(),
+        "signed like every answer"
+    );
+    let (s, _, _) = c
+        .raw("GET", "/centre/docs/no-such-file.js", None, Some("q"))
+        .await;
+    assert_eq!(s, 404);
+}
