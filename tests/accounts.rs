@@ -919,6 +919,21 @@ async fn scenario(db: Option<&str>) {
         10401,
         "wrong login or password",
     );
+    // What the centre's own layers answer under the API's path is in the envelope too.
+    refused(
+        c.account_api("POST", "/execute/usr", Some(BOB), Some(&json!({})))
+            .await,
+        10404,
+        "no such path",
+    );
+    let huge =
+        json!({"general": {"type": "usr", "method": "account/list"}, "pad": "x".repeat(2 << 20)});
+    refused(
+        c.account_api("POST", "/execute", Some(BOB), Some(&huge))
+            .await,
+        10413,
+        "too large",
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The centre's OpenAPI description against what it serves: every route in the centre's code
-//! (`.route("…")` in `src/centre/`) is documented with exactly the methods it serves (asked of
+//! (`.route("…")` in `src/centre/`; the account API's, nested under its base path, at the
+//! default one) is documented with exactly the methods it serves (asked of
 //! the running centre through a 405's `Allow`), and every documented operation is served. Also
 //! the interactive page: vendored Swagger UI, offline, with Basic authentication.
 
@@ -30,9 +31,17 @@ fn routes_in_source() -> BTreeSet<String> {
             }
             let text = std::fs::read_to_string(&p).expect("source");
             let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
+            // The account API's routes are nested under its base path.
+            let nested = p.ends_with("accounts/http.rs");
             for piece in compact.split(".route(\"").skip(1) {
                 if let Some((path, _)) = piece.split_once('"') {
-                    out.insert(path.to_owned());
+                    // OpenAPI has no catch-all segment: `{*x}` is documented as `{x}`.
+                    let path = path.replace("{*", "{");
+                    if nested && !path.starts_with("/centre/") {
+                        out.insert(format!("/a/adm/hs/ext_api{path}"));
+                    } else {
+                        out.insert(path);
+                    }
                 }
             }
         }
@@ -117,10 +126,11 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
             )
             .await;
         let j: Value = serde_json::from_slice(&body).unwrap_or_default();
-        assert!(
-            s != 405 && j["reason"] != "not_found",
-            "{method} {path}: {s} {j}"
-        );
+        let fallback = j["reason"] == "not_found"
+            || j["general"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("no such path"));
+        assert!(s != 405 && !fallback, "{method} {path}: {s} {j}");
     }
     for op in ["/centre/v1/releases/available", "/centre/v1/releases"] {
         assert!(

@@ -806,6 +806,7 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
             state.clone(),
             require_login::<CentreState>,
         ));
+    let state_base = state.account_base.clone();
     let app = Router::new()
         .route("/centre/v1/activate", post(activate))
         .route("/centre/v1/licence", post(current))
@@ -822,8 +823,15 @@ pub fn router(state: Arc<CentreState>, limits: RequestLimits) -> Router {
         .layer(middleware::from_fn(normalise));
     // Issue 10: the release upload has its own request limits (size, time).
     let uploads = super::releases::upload_routes(state, &limits);
+    let account_base: Arc<str> = Arc::from(state_base.as_str());
     request_limits(app, limits, plain_error)
         .merge(uploads)
+        // Inside the signature, outside the limits: what the limits answer under the
+        // account API's path is put in its envelope.
+        .layer(middleware::from_fn_with_state(
+            account_base,
+            super::accounts::http::envelope_errors,
+        ))
         .layer(middleware::from_fn_with_state(
             key,
             signing::sign::<CentreSigning>,

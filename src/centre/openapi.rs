@@ -71,6 +71,7 @@ struct CentreApi;
 pub fn description() -> utoipa::openapi::OpenApi {
     let mut api = CentreApi::openapi();
     api.merge(super::releases::http::ReleasesApi::openapi());
+    api.merge(super::accounts::http::AccountsApi::openapi());
     api
 }
 

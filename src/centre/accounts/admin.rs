@@ -25,7 +25,7 @@ async fn hash(password: String) -> Result<PasswordHash, AccountError> {
 
 /// A user the vendor names: an existing service user is attached; a new one is created with
 /// the name and password given (a password is generated when none is, and answered once).
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserBody {
     /// The service user's login.
@@ -88,7 +88,7 @@ async fn new_user(
 }
 
 /// A new account (`POST /centre/v1/accounts`, `centre account-add`).
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountBody {
     /// The account's code [default: the next free one, from 1001].
@@ -163,7 +163,7 @@ pub async fn add_account(centre: &Centre, b: &AccountBody) -> Result<Value, Acco
 }
 
 /// A user the vendor attaches to an account, optionally for a limited time.
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
     #[command(flatten)]
@@ -231,7 +231,7 @@ pub async fn add_member(
 }
 
 /// Makes an account a servicing organisation (`POST /centre/v1/servants`, `centre servant-add`).
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServantBody {
     /// The account's code.
@@ -276,7 +276,7 @@ pub async fn add_servant(centre: &Centre, b: &ServantBody) -> Result<Value, Acco
 }
 
 /// Has a servicing organisation serve an account.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServeBody {
     pub servant: AccountId,
@@ -292,7 +292,7 @@ pub async fn add_tariff(
 }
 
 /// An attached-information definition.
-#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DefinitionBody {
     /// account_field, account_property or user_field.
@@ -324,7 +324,7 @@ pub async fn define(centre: &Centre, b: &DefinitionBody) -> Result<Value, Accoun
 }
 
 /// A new password for a service user; generated (and answered once) when absent.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     #[serde(default)]

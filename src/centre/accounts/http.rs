@@ -17,7 +17,7 @@ use crate::centre::CentreError;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -58,12 +58,19 @@ fn mark(mut r: Response) -> Response {
     r
 }
 
-/// Answers the framework makes by itself on these routes (a 405, a body too large, a path
-/// it could not parse) are put in the envelope too.
-async fn envelope_errors(req: Request, next: Next) -> Response {
+/// Answers under the account API's base path that its handlers did not make — a 405, a body
+/// too large for the centre's limits, a timeout, a path that names no route — are put in the
+/// envelope too, so an account API client only ever reads envelopes. Runs inside the signing
+/// layer and outside the request limits (`centre::http::router`).
+pub async fn envelope_errors(State(base): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let ours = path
+        .strip_prefix(&*base)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     let resp = next.run(req).await;
     let status = resp.status();
-    if resp.extensions().get::<Enveloped>().is_some()
+    if !ours
+        || resp.extensions().get::<Enveloped>().is_some()
         || !(status.is_client_error() || status.is_server_error())
     {
         return resp;
@@ -73,7 +80,8 @@ async fn envelope_errors(req: Request, next: Next) -> Response {
             "this path does not take this HTTP method (POST …/execute; GET …/version)"
         }
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is too large",
-        StatusCode::NOT_FOUND => "no such path",
+        StatusCode::NOT_FOUND => "no such path (POST …/execute; GET …/version)",
+        StatusCode::REQUEST_TIMEOUT => "the request took too long",
         s if s.is_client_error() => "the request was rejected",
         _ => "internal error",
     };
@@ -91,20 +99,61 @@ async fn envelope_errors(req: Request, next: Next) -> Response {
 
 /// The account API's routes at `base`.
 pub fn routes(base: &str) -> Router<Arc<CentreState>> {
-    Router::new()
-        .route(&format!("{base}/execute"), post(execute))
+    let api = Router::new()
+        .route("/execute", post(execute))
         .route(
-            &format!("{base}/execute/{{kind}}/{{*method}}"),
+            "/execute/{kind}/{*method}",
             get(execute_path).post(execute_path),
         )
-        .route(&format!("{base}/version"), get(version))
-        .layer(middleware::from_fn(envelope_errors))
+        .route("/version", get(version));
+    Router::new().nest(base, api)
 }
 
+/// The request and answer of the account API (its parameters are the method's, beside
+/// `general` and `auth`; docs/accounts.md).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Envelope {
+    /// Request: `type` (`usr`), `method`, `version`, `debug`. Answer: `response` (10000 + the
+    /// HTTP status), `error`, `message`, `version`, `sm_version`, `sm_timezone`.
+    pub general: Value,
+    /// Request only: `account`, the account the call acts for.
+    pub auth: Option<Value>,
+}
+
+/// The account API and the vendor's account administration, for the OpenAPI description (at
+/// the default base path).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(
+        execute, execute_path_get, execute_path_post, version,
+        add_account, list_accounts, account_licences, add_member, add_served, add_servant,
+        add_tariff, define, reset_password,
+    ),
+    components(schemas(Envelope)),
+    tags((name = "accounts", description = "The Service Manager account API (HTTP Basic with a service user's login; docs/accounts.md)")),
+)]
+pub struct AccountsApi;
+
+#[utoipa::path(get, path = "/a/adm/hs/ext_api/version", tag = "accounts",
+    responses((status = 200, description = "`{\"version\": 19, \"sm_version\"}`", body = Value)))]
 async fn version() -> Json<Value> {
     Json(json!({"version": API_VERSION, "sm_version": crate::VERSION}))
 }
 
+#[utoipa::path(post, path = "/a/adm/hs/ext_api/execute", tag = "accounts",
+    request_body(content = Envelope, description = "`general` (type usr, method, version, debug), `auth` (account) and the method's parameters, e.g. `{\"general\": {\"type\": \"usr\", \"method\": \"account/info\"}, \"auth\": {\"account\": 1010}, \"id\": 1010}`"),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "10200: the method's answer beside `general`", body = Envelope),
+        (status = 400, description = "10400: malformed, or a missing or wrong parameter", body = Envelope),
+        (status = 401, description = "10401: credentials required or wrong", body = Envelope),
+        (status = 403, description = "10403: the role does not allow it", body = Envelope),
+        (status = 404, description = "10404: not found, or not yours", body = Envelope),
+        (status = 406, description = "10406: unknown attached-info names", body = Envelope),
+        (status = 409, description = "10409: a login taken, the last owner", body = Envelope),
+        (status = 429, description = "10429: too many failed logins", body = Envelope),
+        (status = 501, description = "10501: unknown method", body = Envelope),
+    ))]
 async fn execute(
     State(st): State<Arc<CentreState>>,
     Peer(ip): Peer,
@@ -113,6 +162,23 @@ async fn execute(
 ) -> Response {
     run(&st, ip, &headers, None, &body).await
 }
+
+/// `GET …/execute/usr/account/list` (the spec's GET form; `account/list` only).
+#[utoipa::path(get, path = "/a/adm/hs/ext_api/execute/{kind}/{method}", tag = "accounts",
+    params(("kind" = String, Path, description = "usr (or ext)"), ("method" = String, Path, description = "account/list")),
+    security(("basic" = [])),
+    responses((status = 200, description = "10200", body = Envelope), (status = 400, description = "10400", body = Envelope), (status = 401, description = "10401", body = Envelope)))]
+#[allow(dead_code)]
+fn execute_path_get() {}
+
+/// The version-19 path form: the body holds `auth` and the parameters, no `general`.
+#[utoipa::path(post, path = "/a/adm/hs/ext_api/execute/{kind}/{method}", tag = "accounts",
+    params(("kind" = String, Path, description = "usr (or ext)"), ("method" = String, Path, description = "e.g. account/servant_tariffs/list")),
+    request_body(content = Value, description = "`auth` and the method's parameters, e.g. `{\"servant\": 1000, \"auth\": {\"account\": 1010}}`"),
+    security(("basic" = [])),
+    responses((status = 200, description = "10200", body = Envelope), (status = 400, description = "10400", body = Envelope), (status = 401, description = "10401", body = Envelope), (status = 404, description = "10404", body = Envelope)))]
+#[allow(dead_code)]
+fn execute_path_post() {}
 
 async fn execute_path(
     State(st): State<Arc<CentreState>>,
@@ -316,6 +382,16 @@ fn reply(r: Result<Value, AccountError>, created: bool) -> Result<Response, Cent
     Ok((status, Json(v)).into_response())
 }
 
+#[utoipa::path(post, path = "/centre/v1/accounts", tag = "vendor",
+    request_body = admin::AccountBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "Created: `{id, owner, password}` (password only when generated)", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn add_account(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<admin::AccountBody>,
@@ -323,10 +399,29 @@ async fn add_account(
     reply(admin::add_account(&st.centre, &b).await, true)
 }
 
+#[utoipa::path(get, path = "/centre/v1/accounts", tag = "vendor",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "`{accounts: [{id, name, itn}]}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn list_accounts(State(st): State<Arc<CentreState>>) -> Result<Response, CentreReply> {
     reply(admin::list(&st.centre).await, false)
 }
 
+#[utoipa::path(get, path = "/centre/v1/accounts/{id}/licences", tag = "vendor",
+    params(("id" = u64, Path, description = "the account's code")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "`{account, licences: [{code, key_id, key_no, binding, activated}]}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn account_licences(
     State(st): State<Arc<CentreState>>,
     Path(id): Path<AccountId>,
@@ -334,6 +429,17 @@ async fn account_licences(
     reply(admin::licences(&st.centre, id).await, false)
 }
 
+#[utoipa::path(post, path = "/centre/v1/accounts/{id}/users", tag = "vendor",
+    params(("id" = u64, Path, description = "the account's code")),
+    request_body = admin::MemberBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "Attached: `{account, login, role, password}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn add_member(
     State(st): State<Arc<CentreState>>,
     Path(id): Path<AccountId>,
@@ -342,6 +448,17 @@ async fn add_member(
     reply(admin::add_member(&st.centre, id, &b).await, true)
 }
 
+#[utoipa::path(post, path = "/centre/v1/accounts/{id}/servants", tag = "vendor",
+    params(("id" = u64, Path, description = "the account's code")),
+    request_body = admin::ServeBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "`{account, servant}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn add_served(
     State(st): State<Arc<CentreState>>,
     Path(id): Path<AccountId>,
@@ -355,6 +472,16 @@ async fn add_served(
     reply(r, true)
 }
 
+#[utoipa::path(post, path = "/centre/v1/servants", tag = "vendor",
+    request_body = admin::ServantBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "`{servant}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn add_servant(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<admin::ServantBody>,
@@ -362,6 +489,17 @@ async fn add_servant(
     reply(admin::add_servant(&st.centre, &b).await, true)
 }
 
+#[utoipa::path(post, path = "/centre/v1/servants/{id}/tariffs", tag = "vendor",
+    params(("id" = u64, Path, description = "the account's code")),
+    request_body = Tariff,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "`{servant, id}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn add_tariff(
     State(st): State<Arc<CentreState>>,
     Path(id): Path<AccountId>,
@@ -370,6 +508,16 @@ async fn add_tariff(
     reply(admin::add_tariff(&st.centre, id, &t).await, true)
 }
 
+#[utoipa::path(post, path = "/centre/v1/attached", tag = "vendor",
+    request_body = admin::DefinitionBody,
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "`{target, name, type}`", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn define(
     State(st): State<Arc<CentreState>>,
     CentreJson(b): CentreJson<admin::DefinitionBody>,
@@ -377,6 +525,17 @@ async fn define(
     reply(admin::define(&st.centre, &b).await, true)
 }
 
+#[utoipa::path(post, path = "/centre/v1/users/{login}/password", tag = "vendor",
+    params(("login" = String, Path, description = "the service user's login")),
+    request_body = admin::PasswordBody,
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "`{login, password}` (password only when generated)", body = Value),
+        (status = 400, description = "invalid", body = crate::centre::openapi::ErrorBody),
+        (status = 401, description = "Vendor credentials are required", body = crate::centre::openapi::ErrorBody),
+        (status = 404, description = "not_found", body = crate::centre::openapi::ErrorBody),
+        (status = 409, description = "conflict", body = crate::centre::openapi::ErrorBody),
+    ))]
 async fn reset_password(
     State(st): State<Arc<CentreState>>,
     Path(login): Path<String>,

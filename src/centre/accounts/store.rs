@@ -135,7 +135,7 @@ pub struct Servant {
 
 /// A servicing organisation's tariff, in the shape `account/servant_tariffs/info` answers
 /// and the vendor publishes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tariff {
     pub id: String,
@@ -151,7 +151,7 @@ pub struct Tariff {
     pub validity_periods: Vec<Period>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Description {
     #[serde(default)]
@@ -160,7 +160,7 @@ pub struct Description {
     pub images: Vec<Image>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
     pub name: String,
@@ -168,7 +168,7 @@ pub struct Image {
     pub data: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Period {
     pub id: String,
