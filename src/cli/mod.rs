@@ -48,8 +48,9 @@ pub enum Command {
     },
     /// The vendor's licensing centre: serve it, add products, issue and list codes.
     Centre {
+        // Boxed: `centre serve` has many options, the enum would be as large as all of them.
         #[command(subcommand)]
-        command: centre::CentreCommand,
+        command: Box<centre::CentreCommand>,
     },
     /// List the USB keys on this machine: driver, path, serial, state.
     Devices {
@@ -208,7 +209,7 @@ pub fn run() -> ExitCode {
                 },
         } => tools::licence_request(&code, itn, iec, blank_key_no, &out, &data),
         Command::Sim { command } => tools::sim(command),
-        Command::Centre { command } => centre::run(command),
+        Command::Centre { command } => centre::run(*command),
         Command::Devices { json, data } => usb::devices(&data, json),
         Command::Hotplug {
             action,
