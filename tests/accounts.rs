@@ -165,6 +165,19 @@ fn refused(r: (u16, Value), code: u64, says: &str) {
     }
 }
 
+/// `exec` refused with `code`, its message containing `says` (see [`refused`]).
+async fn refuses(
+    c: &CentreServer,
+    user: (&str, &str),
+    acting: Option<u64>,
+    method: &str,
+    params: Value,
+    code: u64,
+    says: &str,
+) {
+    refused(exec(c, user, acting, method, params).await, code, says);
+}
+
 async fn scenario(db: Option<&str>) {
     let c = setup(db).await;
     // account/list: GET form, POST with ext and with usr; a user sees only their accounts.
@@ -231,18 +244,16 @@ async fn scenario(db: Option<&str>) {
             &json!("+7 (495) 765-43-21")
         )
     );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/update_info",
-            json!({"id": 1010, "name": ""}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/update_info",
+        json!({"id": 1010, "name": ""}),
         10400,
         "name",
-    );
+    )
+    .await;
 
     // Servants: list, the deprecated servant_info, the tariff page, tariffs.
     let j = ok(
@@ -266,18 +277,16 @@ async fn scenario(db: Option<&str>) {
     )
     .await;
     assert_eq!(j["servant"]["name"], "ООО Партнер");
-    refused(
-        exec(
-            &c,
-            BOB,
-            Some(2020),
-            "account/servant_info",
-            json!({"id": 2020}),
-        )
-        .await,
+    refuses(
+        &c,
+        BOB,
+        Some(2020),
+        "account/servant_info",
+        json!({"id": 2020}),
         10404,
         "servicing",
-    );
+    )
+    .await;
     let j = ok(
         &c,
         ALICE,
@@ -336,18 +345,16 @@ async fn scenario(db: Option<&str>) {
     )
     .await;
     assert_eq!(j["servant_tariff"][0]["id"], "000000021");
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/servant_tariffs/list",
-            json!({"servant": 1000, "scope": ["everything"]}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/servant_tariffs/list",
+        json!({"servant": 1000, "scope": ["everything"]}),
         10400,
         "everything",
-    );
+    )
+    .await;
     // info by the string code and by its number.
     for id in [json!("000000021"), json!(21)] {
         let j = ok(
@@ -370,31 +377,27 @@ async fn scenario(db: Option<&str>) {
             Some(2)
         );
     }
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/servant_tariffs/info",
-            json!({"servant": 1000, "id": "999"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/servant_tariffs/info",
+        json!({"servant": 1000, "id": "999"}),
         10404,
         "999",
-    );
+    )
+    .await;
     // bob's account is not served by 1000: its tariffs are not his to see.
-    refused(
-        exec(
-            &c,
-            BOB,
-            Some(2020),
-            "account/servant_tariffs/list",
-            json!({"servant": 1000}),
-        )
-        .await,
+    refuses(
+        &c,
+        BOB,
+        Some(2020),
+        "account/servant_tariffs/list",
+        json!({"servant": 1000}),
         10404,
         "1000",
-    );
+    )
+    .await;
 
     // Attached info: 10406 names every unknown one and changes nothing; a merge keeps the rest.
     ok(
@@ -407,20 +410,18 @@ async fn scenario(db: Option<&str>) {
         "properties": [{"key": "Клиент с", "value": "2025-03-01"}, {"key": "VIP", "value": true}]}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/update_attached_info",
-            json!({"id": 1010,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/update_attached_info",
+        json!({"id": 1010,
             "fields": [{"key": "Регион", "value": "50"}],
             "properties": [{"key": "ИНН", "value": "1"}, {"key": "КПП", "value": "2"}]}),
-        )
-        .await,
         10406,
         "Property 'ИНН' not found. Property 'КПП' not found.",
-    );
+    )
+    .await;
     ok(
         &c,
         ALICE,
@@ -449,30 +450,26 @@ async fn scenario(db: Option<&str>) {
             {"key": "Клиент с", "value": "2025-03-01T00:00:00.000Z", "type": "date"}
         ])
     );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/update_attached_info",
-            json!({"id": 1010, "properties": [{"key": "VIP", "value": "yes"}]}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/update_attached_info",
+        json!({"id": 1010, "properties": [{"key": "VIP", "value": "yes"}]}),
         10400,
         "true or false",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/update_attached_info",
-            json!({"id": 1010, "properties": [{"key": "VIP", "value": true, "type": "number"}]}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/update_attached_info",
+        json!({"id": 1010, "properties": [{"key": "VIP", "value": true, "type": "number"}]}),
         10400,
         "boolean",
-    );
+    )
+    .await;
     // A value of null clears it.
     ok(
         &c,
@@ -498,66 +495,56 @@ async fn scenario(db: Option<&str>) {
         "login": "Nestor", "password": "w13p-3q", "email": "nestor@example.com", "email_required": false,
         "name": "Иващенко Нестор Иванович", "phone": "+7 (495) 231-54-76", "timezone": "Europe/Moscow",
         "description": "Использует БП и ЗУП", "fields": [{"key": "ВнешнийПользователь", "value": true}]})).await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "NESTOR", "name": "Другой", "password": "another-1"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "NESTOR", "name": "Другой", "password": "another-1"}),
         10409,
         "taken",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "x:y", "name": "X"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "x:y", "name": "X"}),
         10400,
         "login",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "shorty", "name": "S", "password": "123"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "shorty", "name": "S", "password": "123"}),
         10400,
         "password",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "noname"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "noname"}),
         10400,
         "name",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "mailless", "name": "M", "email_required": true}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "mailless", "name": "M", "email_required": true}),
         10400,
         "email",
-    );
+    )
+    .await;
     let j = ok(
         &c,
         ("nestor", "w13p-3q"),
@@ -592,42 +579,27 @@ async fn scenario(db: Option<&str>) {
     .await;
     ok(&c, ALICE, Some(1010), "account/users/add", json!({"id": 1010, "login": "clerk", "role": "user",
         "description": "", "force": false, "fields": [{"key": "ВнешнийПользователь", "value": false}]})).await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/add",
-            json!({"id": 1010, "login": "clerk"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/add",
+        json!({"id": 1010, "login": "clerk"}),
         10409,
         "already",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/add",
-            json!({"id": 1010, "login": "nobody"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/add",
+        json!({"id": 1010, "login": "nobody"}),
         10404,
         "nobody",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "newbie", "name": "N", "fields": [{"key": "Нет такого", "value": 1}]}),
-        )
-        .await,
-        10406,
-        "Attribute 'Нет такого' not found.",
-    );
+    )
+    .await;
+    refuses(&c, ALICE, Some(1010), "account/users/create", json!({"id": 1010, "login": "newbie", "name": "N", "fields": [{"key": "Нет такого", "value": 1}]}), 10406, "Attribute 'Нет такого' not found.").await;
     let j = ok(
         &c,
         ALICE,
@@ -657,18 +629,16 @@ async fn scenario(db: Option<&str>) {
     .await;
     assert_eq!(j["user"].as_array().map(Vec::len), Some(1));
     assert_eq!(j["user"][0]["login"], "Nestor");
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/list",
-            json!({"id": 1010, "limit": 100000}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/list",
+        json!({"id": 1010, "limit": 100000}),
         10400,
         "limit",
-    );
+    )
+    .await;
     ok(
         &c,
         ALICE,
@@ -722,30 +692,26 @@ async fn scenario(db: Option<&str>) {
         json!({"id": 1010, "login": "Nestor", "role": "owner"}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "clerk", "role": "superuser"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "clerk", "role": "superuser"}),
         10400,
         "superuser",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "clerk", "role": "operator"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "clerk", "role": "operator"}),
         10400,
         "servicing",
-    );
+    )
+    .await;
     ok(
         &c,
         ALICE,
@@ -754,18 +720,16 @@ async fn scenario(db: Option<&str>) {
         json!({"id": 1010, "login": "clerk"}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/delete",
-            json!({"id": 1010, "login": "clerk"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/delete",
+        json!({"id": 1010, "login": "clerk"}),
         10404,
         "clerk",
-    );
+    )
+    .await;
     // clerk still logs in (the service user remains), with no account now.
     let j = ok(
         &c,
@@ -806,30 +770,26 @@ async fn scenario(db: Option<&str>) {
         json!({"id": 1010, "login": "alice", "role": "user"}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            ("nestor", "w13p-3q"),
-            Some(1010),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "nestor", "role": "administrator"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ("nestor", "w13p-3q"),
+        Some(1010),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "nestor", "role": "administrator"}),
         10409,
         "owner",
-    );
-    refused(
-        exec(
-            &c,
-            ("nestor", "w13p-3q"),
-            Some(1010),
-            "account/users/delete",
-            json!({"id": 1010, "login": "Nestor"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ("nestor", "w13p-3q"),
+        Some(1010),
+        "account/users/delete",
+        json!({"id": 1010, "login": "Nestor"}),
         10409,
         "owner",
-    );
+    )
+    .await;
 
     // Envelope errors.
     let bad = |body: Value| async {
@@ -974,78 +934,66 @@ async fn roles_and_other_accounts() {
             json!({"id": 1010, "login": who.0}),
         )
         .await;
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/users/info",
-                json!({"id": 1010, "login": "alice"}),
-            )
-            .await,
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/users/info",
+            json!({"id": 1010, "login": "alice"}),
             10403,
             "role",
-        );
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/users/list",
-                json!({"id": 1010}),
-            )
-            .await,
+        )
+        .await;
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/users/list",
+            json!({"id": 1010}),
             10403,
             "role",
-        );
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/update_info",
-                json!({"id": 1010, "name": "Захват"}),
-            )
-            .await,
+        )
+        .await;
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/update_info",
+            json!({"id": 1010, "name": "Захват"}),
             10403,
             "role",
-        );
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/users/set_role",
-                json!({"id": 1010, "login": who.0, "role": "owner"}),
-            )
-            .await,
+        )
+        .await;
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/users/set_role",
+            json!({"id": 1010, "login": who.0, "role": "owner"}),
             10403,
             "role",
-        );
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/users/create",
-                json!({"id": 1010, "login": "sneak", "name": "S"}),
-            )
-            .await,
+        )
+        .await;
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/users/create",
+            json!({"id": 1010, "login": "sneak", "name": "S"}),
             10403,
             "role",
-        );
-        refused(
-            exec(
-                &c,
-                who,
-                Some(1010),
-                "account/update_attached_info",
-                json!({"id": 1010, "properties": [{"key": "VIP", "value": true}]}),
-            )
-            .await,
+        )
+        .await;
+        refuses(
+            &c,
+            who,
+            Some(1010),
+            "account/update_attached_info",
+            json!({"id": 1010, "properties": [{"key": "VIP", "value": true}]}),
             10403,
             "role",
-        );
+        )
+        .await;
     }
     let j = ok(&c, ALICE, Some(1010), "account/info", json!({"id": 1010})).await;
     assert_eq!(j["account"]["name"], "ООО Альфа", "nothing changed");
@@ -1067,66 +1015,56 @@ async fn roles_and_other_accounts() {
         json!({"id": 1010, "email": "a@alpha.example"}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            adm,
-            Some(1010),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "usr", "role": "owner"}),
-        )
-        .await,
+    refuses(
+        &c,
+        adm,
+        Some(1010),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "usr", "role": "owner"}),
         10403,
         "owner",
-    );
-    refused(
-        exec(
-            &c,
-            adm,
-            Some(1010),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "alice", "role": "user"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        adm,
+        Some(1010),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "alice", "role": "user"}),
         10403,
         "owner",
-    );
-    refused(
-        exec(
-            &c,
-            adm,
-            Some(1010),
-            "account/users/delete",
-            json!({"id": 1010, "login": "alice"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        adm,
+        Some(1010),
+        "account/users/delete",
+        json!({"id": 1010, "login": "alice"}),
         10403,
         "owner",
-    );
-    refused(
-        exec(
-            &c,
-            adm,
-            Some(1010),
-            "account/users/set_session_restriction",
-            json!({"id": 1010, "login": "alice", "restriction": 1}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        adm,
+        Some(1010),
+        "account/users/set_session_restriction",
+        json!({"id": 1010, "login": "alice", "restriction": 1}),
         10403,
         "owner",
-    );
-    refused(
-        exec(
-            &c,
-            adm,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "boss2", "name": "B", "role": "owner"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        adm,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "boss2", "name": "B", "role": "owner"}),
         10403,
         "owner",
-    );
+    )
+    .await;
 
     // The servicing organisation's operator reads the accounts it serves, changes nothing,
     // and reaches no other account.
@@ -1147,40 +1085,46 @@ async fn roles_and_other_accounts() {
         json!({"id": 1010}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            OLGA,
-            Some(1000),
-            "account/update_info",
-            json!({"id": 1010, "name": "X"}),
-        )
-        .await,
+    refuses(
+        &c,
+        OLGA,
+        Some(1000),
+        "account/update_info",
+        json!({"id": 1010, "name": "X"}),
         10403,
         "role",
-    );
-    refused(
-        exec(
-            &c,
-            OLGA,
-            Some(1000),
-            "account/users/set_role",
-            json!({"id": 1010, "login": "usr", "role": "administrator"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        OLGA,
+        Some(1000),
+        "account/users/set_role",
+        json!({"id": 1010, "login": "usr", "role": "administrator"}),
         10403,
         "role",
-    );
-    refused(
-        exec(&c, OLGA, Some(1000), "account/info", json!({"id": 2020})).await,
+    )
+    .await;
+    refuses(
+        &c,
+        OLGA,
+        Some(1000),
+        "account/info",
+        json!({"id": 2020}),
         10404,
         "2020",
-    );
-    refused(
-        exec(&c, OLGA, Some(1010), "account/info", json!({"id": 1010})).await,
+    )
+    .await;
+    refuses(
+        &c,
+        OLGA,
+        Some(1010),
+        "account/info",
+        json!({"id": 1010}),
         10404,
         "1010",
-    );
+    )
+    .await;
 
     // Another customer's number, guessed: the same answer whether it exists or not, for
     // every method, and nothing changes.
@@ -1278,31 +1222,27 @@ async fn roles_and_other_accounts() {
         json!({"id": 2020}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            BOB,
-            Some(2020),
-            "account/users/set_role",
-            json!({"id": 2020, "login": "tmp", "role": "owner"}),
-        )
-        .await,
+    refuses(
+        &c,
+        BOB,
+        Some(2020),
+        "account/users/set_role",
+        json!({"id": 2020, "login": "tmp", "role": "owner"}),
         10400,
         "temporary",
-    );
+    )
+    .await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    refused(
-        exec(
-            &c,
-            ("tmp", "tmp-pass-1"),
-            Some(2020),
-            "account/info",
-            json!({"id": 2020}),
-        )
-        .await,
+    refuses(
+        &c,
+        ("tmp", "tmp-pass-1"),
+        Some(2020),
+        "account/info",
+        json!({"id": 2020}),
         10404,
         "2020",
-    );
+    )
+    .await;
     let j = ok(
         &c,
         BOB,
@@ -1324,18 +1264,16 @@ async fn roles_and_other_accounts() {
     )
     .await;
     for login in ["alice", "Nestor", "no-such-login"] {
-        refused(
-            exec(
-                &c,
-                BOB,
-                Some(2020),
-                "account/users/add",
-                json!({"id": 2020, "login": login}),
-            )
-            .await,
+        refuses(
+            &c,
+            BOB,
+            Some(2020),
+            "account/users/add",
+            json!({"id": 2020, "login": login}),
             10404,
             "that you may add",
-        );
+        )
+        .await;
     }
     ok(
         &c,
@@ -1363,30 +1301,26 @@ async fn roles_and_other_accounts() {
         json!({"id": 1010, "login": "file", "name": "F"}),
     )
     .await;
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "\u{fb01}le", "name": "F"}),
-        )
-        .await,
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "\u{fb01}le", "name": "F"}),
         10409,
         "taken",
-    );
-    refused(
-        exec(
-            &c,
-            ALICE,
-            Some(1010),
-            "account/users/create",
-            json!({"id": 1010, "login": "usr\u{200b}", "name": "U"}),
-        )
-        .await,
+    )
+    .await;
+    refuses(
+        &c,
+        ALICE,
+        Some(1010),
+        "account/users/create",
+        json!({"id": 1010, "login": "usr\u{200b}", "name": "U"}),
         10400,
         "invisible",
-    );
+    )
+    .await;
 
     // Twenty parallel calls with the right password share one check: none is refused.
     let usr_body = json!({"general": {"type": "usr", "method": "account/info"}, "auth": {"account": 1010}, "id": 1010});
@@ -1435,11 +1369,16 @@ async fn roles_and_other_accounts() {
             .await;
     }
     refused(last, 10429, "too many failed logins");
-    refused(
-        exec(&c, BOB, Some(2020), "account/info", json!({"id": 2020})).await,
+    refuses(
+        &c,
+        BOB,
+        Some(2020),
+        "account/info",
+        json!({"id": 2020}),
         10429,
         "too many",
-    );
+    )
+    .await;
 }
 
 /// Concurrent role changes, detaches and creations on one account: never without an owner,

@@ -716,11 +716,12 @@ pub fn run(cmd: CentreCommand) -> CliResult {
             }
             CentreCommand::CodeList(data) => {
                 for c in data.open().await?.list_codes().await.map_err(|e| e.to_string())? {
-                    let account = c.account.map(|a| format!("\taccount {a}")).unwrap_or_default();
+                    // The state stays the last column: scripts look for lines ending in "new".
+                    let account = c.account.map_or("-".to_owned(), |a| format!("account {a}"));
                     match &c.activation {
-                        None => println!("{}\t{}\t{}\tnew{account}", c.code, c.key_id, c.licence_count),
+                        None => println!("{}\t{}\t{}\t{account}\tnew", c.code, c.key_id, c.licence_count),
                         Some(a) => println!(
-                            "{}\t{}\t{}\tactivated {} as KeyNo {} on {}, restored {} time(s){account}",
+                            "{}\t{}\t{}\t{account}\tactivated {} as KeyNo {} on {}, restored {} time(s)",
                             c.code, c.key_id, c.licence_count, crate::time::format(&a.activated), a.key_no, a.binding, a.restores
                         ),
                     }

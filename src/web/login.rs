@@ -50,6 +50,24 @@ impl LoginLimits {
     pub const DEFAULT_TABLE_SIZE: usize = 10_000;
     pub const DEFAULT_HASH_WAIT: Duration = Duration::from_secs(2);
 
+    /// The semaphore that bounds password hashes at once: `hash_workers`, or one per CPU.
+    pub fn hash_semaphore(&self) -> Arc<Semaphore> {
+        let workers = match self.hash_workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        Arc::new(Semaphore::new(workers))
+    }
+
+    /// A failure table for these limits (fails closed when full).
+    pub fn throttle(&self) -> Throttle<IpAddr> {
+        Throttle::new(ThrottlePolicy {
+            max_failures: self.max_failures,
+            window: self.window,
+            capacity: self.table_size,
+        })
+    }
+
     pub fn new(max_failures: u32, window: Duration) -> Self {
         LoginLimits {
             max_failures,
@@ -181,21 +199,13 @@ impl Auth {
     }
 
     pub fn with_limits(user: String, hash: PasswordHash, limits: LoginLimits) -> Auth {
-        let workers = match limits.hash_workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
         Auth(Arc::new(Inner {
             user,
             hash,
             window: limits.window,
             verified: Mutex::new(Verified::default()),
-            throttle: Throttle::new(ThrottlePolicy {
-                max_failures: limits.max_failures,
-                window: limits.window,
-                capacity: limits.table_size,
-            }),
-            hashing: Arc::new(Semaphore::new(workers)),
+            throttle: limits.throttle(),
+            hashing: limits.hash_semaphore(),
             hash_wait: limits.hash_wait,
             flights: Mutex::new(HashMap::new()),
         }))

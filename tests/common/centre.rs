@@ -133,6 +133,12 @@ impl CentreServer {
         if let Some(p) = password {
             rb = rb.basic_auth("admin", Some(p));
         }
+        self.send_signed(rb).await
+    }
+
+    /// Sends with a fresh QueryID; checks it is echoed and the answer is signed by the
+    /// response key (and not by the licence key); returns the status and the JSON.
+    async fn send_signed(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
         let query_id = format!("{}", rand_id());
         let r = rb
             .header("Licence-QueryID", &query_id)
@@ -311,30 +317,7 @@ impl CentreServer {
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let query_id = format!("{}", rand_id());
-        let r = rb
-            .header("Licence-QueryID", &query_id)
-            .send()
-            .await
-            .expect("send");
-        let status = r.status().as_u16();
-        let sig = r
-            .headers()
-            .get("licence-signature")
-            .expect("signed")
-            .to_str()
-            .expect("ascii")
-            .to_owned();
-        let bytes = r.bytes().await.expect("body");
-        assert!(
-            rsa_verify(
-                &self.response_key,
-                &centre_message(query_id.as_bytes(), status, &bytes),
-                &sig
-            ),
-            "bad centre signature"
-        );
-        (status, serde_json::from_slice(&bytes).expect("json"))
+        self.send_signed(rb).await
     }
 }
 

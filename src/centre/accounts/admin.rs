@@ -17,6 +17,24 @@ pub fn generated_password() -> String {
     hex::encode(crate::crypto::random_bytes::<9>())
 }
 
+/// The password given (checked), or a generated one — returned a second time to be answered
+/// once, since nobody else will ever see it.
+fn password_or_generated(
+    given: Option<&str>,
+    login: &Login,
+) -> Result<(String, Option<String>), AccountError> {
+    match given {
+        Some(p) => {
+            super::model::check_password(p, login)?;
+            Ok((p.to_owned(), None))
+        }
+        None => {
+            let p = generated_password();
+            Ok((p.clone(), Some(p)))
+        }
+    }
+}
+
 async fn hash(password: String) -> Result<PasswordHash, AccountError> {
     tokio::task::spawn_blocking(move || PasswordHash::new(&password))
         .await
@@ -65,16 +83,7 @@ async fn new_user(
         }
         return Ok((login, None));
     }
-    let (password, generated) = match &u.password {
-        Some(p) => {
-            super::model::check_password(p, &login)?;
-            (p.clone(), None)
-        }
-        None => {
-            let p = generated_password();
-            (p.clone(), Some(p))
-        }
-    };
+    let (password, generated) = password_or_generated(u.password.as_deref(), &login)?;
     let user = NewUser {
         login: login.clone(),
         name: u.name.clone().unwrap_or_else(|| login.as_str().to_owned()),
@@ -337,16 +346,7 @@ pub async fn reset_password(
     b: &PasswordBody,
 ) -> Result<Value, AccountError> {
     let login = Login::parse(login)?;
-    let (password, generated) = match &b.password {
-        Some(p) => {
-            super::model::check_password(p, &login)?;
-            (p.clone(), None)
-        }
-        None => {
-            let p = generated_password();
-            (p.clone(), Some(p))
-        }
-    };
+    let (password, generated) = password_or_generated(b.password.as_deref(), &login)?;
     centre.set_password(&login, &hash(password).await?).await?;
     Ok(json!({"login": login.as_str(), "password": generated}))
 }

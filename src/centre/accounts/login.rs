@@ -12,7 +12,7 @@ use super::AccountError;
 use crate::centre::Centre;
 use crate::crypto::password::PasswordHash;
 use crate::web::login::{basic, HeaderDigest, LoginLimits, Verified};
-use crate::web::throttle::{client_key, Refused, Throttle, ThrottlePolicy};
+use crate::web::throttle::{client_key, Refused, Throttle};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -47,18 +47,10 @@ pub struct UserLogin {
 
 impl UserLogin {
     pub fn new(limits: LoginLimits) -> UserLogin {
-        let workers = match limits.hash_workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
         UserLogin {
             flights: Mutex::new(HashMap::new()),
-            throttle: Throttle::new(ThrottlePolicy {
-                max_failures: limits.max_failures,
-                window: limits.window,
-                capacity: limits.table_size,
-            }),
-            hashing: Arc::new(Semaphore::new(workers)),
+            throttle: limits.throttle(),
+            hashing: limits.hash_semaphore(),
             hash_wait: limits.hash_wait,
             verified: Mutex::new(Verified::default()),
             decoy: Arc::new(PasswordHash::new(&hex::encode(

@@ -1229,6 +1229,27 @@ impl Centre {
         Ok(())
     }
 
+    /// Opens a change to user `login` of account `id` (its lock taken), checked: `access` may
+    /// take the user's role (an owner's needs an owner) and give `new`, and the user is
+    /// attached. Returns the transaction and the user's key.
+    async fn user_change(
+        &self,
+        id: AccountId,
+        access: Access,
+        login: &str,
+        new: Option<Role>,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Any>, String), AccountError> {
+        let key = login_key(login);
+        let mut tx = self.db.begin().await?;
+        lock_account(&mut tx, id).await?;
+        let old = role_of(&mut tx, id, &key).await?;
+        check_role_change(&mut tx, id, access, old, new).await?;
+        if old.is_none() {
+            return Err(no_member(login, id));
+        }
+        Ok((tx, key))
+    }
+
     /// `account/users/delete`: detaches (the service user remains), never the last owner.
     pub async fn detach_user(
         &self,
@@ -1236,14 +1257,7 @@ impl Centre {
         access: Access,
         login: &str,
     ) -> Result<(), AccountError> {
-        let key = login_key(login);
-        let mut tx = self.db.begin().await?;
-        lock_account(&mut tx, id).await?;
-        let old = role_of(&mut tx, id, &key).await?;
-        check_role_change(&mut tx, id, access, old, None).await?;
-        if old.is_none() {
-            return Err(no_member(login, id));
-        }
+        let (mut tx, key) = self.user_change(id, access, login, None).await?;
         for sql in [
             "DELETE FROM account_users WHERE account_id = $1 AND login_key = $2",
             "DELETE FROM attached_values WHERE target = 'user_field' AND account_id = $1 AND login_key = $2",
@@ -1267,14 +1281,7 @@ impl Centre {
         login: &str,
         role: Role,
     ) -> Result<(), AccountError> {
-        let key = login_key(login);
-        let mut tx = self.db.begin().await?;
-        lock_account(&mut tx, id).await?;
-        let old = role_of(&mut tx, id, &key).await?;
-        check_role_change(&mut tx, id, access, old, Some(role)).await?;
-        if old.is_none() {
-            return Err(no_member(login, id));
-        }
+        let (mut tx, key) = self.user_change(id, access, login, Some(role)).await?;
         if role == Role::Owner {
             let row = sqlx::query("SELECT temporary_until FROM account_users WHERE account_id = $1 AND login_key = $2")
                 .bind(db_id(id)?)
@@ -1309,14 +1316,7 @@ impl Centre {
         login: &str,
         n: u32,
     ) -> Result<(), AccountError> {
-        let key = login_key(login);
-        let mut tx = self.db.begin().await?;
-        lock_account(&mut tx, id).await?;
-        let old = role_of(&mut tx, id, &key).await?;
-        check_role_change(&mut tx, id, access, old, None).await?;
-        if old.is_none() {
-            return Err(no_member(login, id));
-        }
+        let (mut tx, key) = self.user_change(id, access, login, None).await?;
         sqlx::query("UPDATE account_users SET session_restriction = $1 WHERE account_id = $2 AND login_key = $3")
             .bind(i64::from(n))
             .bind(db_id(id)?)
@@ -1335,14 +1335,7 @@ impl Centre {
         login: &str,
         fields: &[AttachedItem],
     ) -> Result<(), AccountError> {
-        let key = login_key(login);
-        let mut tx = self.db.begin().await?;
-        lock_account(&mut tx, id).await?;
-        let old = role_of(&mut tx, id, &key).await?;
-        check_role_change(&mut tx, id, access, old, None).await?;
-        if old.is_none() {
-            return Err(no_member(login, id));
-        }
+        let (mut tx, key) = self.user_change(id, access, login, None).await?;
         write_attached(&mut tx, Target::UserField, id, &key, fields).await?;
         tx.commit().await?;
         Ok(())
