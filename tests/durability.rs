@@ -106,8 +106,17 @@ async fn kill_during_writes_leaves_old_or_new() {
         for w in writers {
             let _ = w.await;
         }
-        // A CLI run may still hold a reference on a blocking thread; the process is dead.
+        // A CLI run may still hold a reference on a blocking thread; the process is dead, or
+        // about to be: SIGKILL is delivered asynchronously, and on a loaded machine the old
+        // process can still hold its control socket for a moment.
+        let sock = server.data.join("control.sock");
         drop(server);
+        for _ in 0..100 {
+            if std::os::unix::net::UnixStream::connect(&sock).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         s = Server::launch(
             &dir,
