@@ -1663,4 +1663,40 @@ async fn session_restriction_reaches_the_host() {
             .await
             .assert_error(403, "ESessionRestricted");
     }
+    // An offline host gets the same through the offline files: a licence fulfilled from a
+    // request carries the restrictions, counted with the sessions on the account's others.
+    let offline = c
+        .code(json!({"key_id": "8A00", "licence_count": 3, "account": 1010}))
+        .await;
+    let (req, lic) = (s.dir.join("request.json"), s.dir.join("granted.licence"));
+    let (r, l) = (req.to_str().expect("p"), lic.to_str().expect("p"));
+    let out = s.cli(&[
+        "licence",
+        "request",
+        "--code",
+        &offline,
+        "--itn",
+        "1234567890",
+        "--out",
+        r,
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = c.cli(&["centre", "fulfil", r, "--out", l]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = s.cli(&["licence", "import", l]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let offline_key = owned_key + 2;
+    assert_eq!(
+        s.get(&format!("/api/licences/{offline_key}")).await.json()["Workable"],
+        true
+    );
+    s.post("/api/sessions", session("k6", "kassir", Some(offline_key)))
+        .await
+        .assert_error(403, "ESessionRestricted");
+    assert_eq!(
+        s.post("/api/sessions", session("z1", "zoe", Some(offline_key)))
+            .await
+            .status,
+        201
+    );
 }
