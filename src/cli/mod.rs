@@ -1,5 +1,6 @@
 //! The `keybridge` command line.
 
+pub mod admin;
 pub(crate) mod centre;
 mod demo;
 mod serve;
@@ -79,6 +80,20 @@ pub enum Command {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Every licence of the running host: state, sessions held, expiry, support (over its API).
+    Licences(admin::ApiArgs),
+    /// User memory of a key: read, write, change passwords, reset (over the API).
+    Memory {
+        #[command(subcommand)]
+        command: admin::MemoryCommand,
+    },
+    /// Live sessions: list, release (over the API).
+    Sessions {
+        #[command(subcommand)]
+        command: admin::SessionsCommand,
+    },
+    /// Connections the sessions arrive on (over the API).
+    Connections(admin::ApiArgs),
     /// API credentials.
     Auth {
         #[command(subcommand)]
@@ -134,6 +149,30 @@ pub enum LicenceCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Show every field of one licence (over the running host's API).
+    Show {
+        key_no: u64,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Activate a code onto this machine, or onto an attached blank USB key (over the API).
+    Activate {
+        #[arg(long)]
+        code: String,
+        /// ИНН, 10 or 12 digits.
+        #[arg(long)]
+        itn: Option<String>,
+        /// КПП, 9 digits.
+        #[arg(long)]
+        iec: Option<String>,
+        /// The blank USB key to activate onto.
+        #[arg(long)]
+        blank_key_no: Option<u64>,
+        #[command(flatten)]
+        api: admin::ApiArgs,
+    },
+    /// Ask the centre for every licence's current version (over the API).
+    Update(admin::ApiArgs),
 }
 
 #[derive(Subcommand)]
@@ -208,6 +247,26 @@ pub fn run() -> ExitCode {
                     data,
                 },
         } => tools::licence_request(&code, itn, iec, blank_key_no, &out, &data),
+        Command::Licence {
+            command: LicenceCommand::Show { key_no, api },
+        } => admin::licence_show(key_no, &api),
+        Command::Licence {
+            command:
+                LicenceCommand::Activate {
+                    code,
+                    itn,
+                    iec,
+                    blank_key_no,
+                    api,
+                },
+        } => admin::licence_activate(&code, itn, iec, blank_key_no, &api),
+        Command::Licence {
+            command: LicenceCommand::Update(api),
+        } => admin::licence_update(&api),
+        Command::Licences(api) => admin::licences(&api),
+        Command::Memory { command } => admin::memory(&command),
+        Command::Sessions { command } => admin::sessions(&command),
+        Command::Connections(api) => admin::connections(&api),
         Command::Sim { command } => tools::sim(command),
         Command::Centre { command } => centre::run(*command),
         Command::Devices { json, data } => usb::devices(&data, json),
