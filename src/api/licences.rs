@@ -21,10 +21,26 @@ fn list_reply(entries: &[crate::host::LicenceEntry]) -> Reply {
     Reply::ok(&LicenceList { licences })
 }
 
+#[utoipa::path(get, path = "/api/licences", tag = "api",
+    description = "Every licence (software keys, USB keys, blanks) with its state.",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+    ))]
 pub async fn list(State(st): State<Arc<AppState>>) -> Reply {
     list_reply(&st.host.licences())
 }
 
+#[utoipa::path(get, path = "/api/licences/{KeyNo}", tag = "api",
+    description = "One licence.",
+    params(("KeyNo" = u64, Path, description = "the key's number")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 404, description = "EKeyNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn one(
     State(st): State<Arc<AppState>>,
     Segment(key_no): Segment,
@@ -98,6 +114,17 @@ fn too_many_failures(r: Refused, client: IpAddr, max: u32) -> ApiError {
 
 /// Installs a licence by activation code: a software key for this machine, or onto the blank
 /// USB key `BlankKeyNo`. 201 with the licence.
+#[utoipa::path(method(post, put), path = "/api/licences", tag = "api",
+    description = "Activates a code at the centre onto this machine, or onto the attached blank `BlankKeyNo`.",
+    request_body(content = Value, description = "`ActivationCodeString` (required), `ITN`, `IEC`, `BlankKeyNo`"),
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "The licence installed", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 400, description = "EBadRequest, EActivationRefused", body = super::openapi::ErrorBody),
+        (status = 403, description = "EActivationRefused: the centre refused", body = super::openapi::ErrorBody),
+        (status = 503, description = "ECentreUnavailable", body = super::openapi::ErrorBody),
+    ))]
 pub async fn install(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -135,6 +162,14 @@ pub async fn install(
 /// Updates every licence from the centre, restoring those whose binding changed. 200 with
 /// the licence list, as clients expect; [`UPDATE_FAILED`] says how many the centre refused
 /// (their reasons are in the log), so a refusal is never silent.
+#[utoipa::path(method(post, put), path = "/api/licences/update", tag = "api",
+    description = "Asks the centre for every licence's current version; `X-Update-Failed` counts refusals.",
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 503, description = "ECentreUnavailable", body = super::openapi::ErrorBody),
+    ))]
 pub async fn update(State(st): State<Arc<AppState>>) -> Result<Reply, ApiError> {
     let updated = st.host.update_licences().await?;
     Ok(list_reply(&updated.licences).with_header(UPDATE_FAILED, updated.failed))

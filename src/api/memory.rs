@@ -37,6 +37,16 @@ fn password(p: &Params, name: &str) -> Result<String, ApiError> {
     Ok(p.text_max(name, MAX_PASSWORD_BYTES)?.unwrap_or_default())
 }
 
+#[utoipa::path(get, path = "/api/licences/{KeyNo}/memory", tag = "api",
+    description = "Reads the key's user memory with its read password.",
+    params(("KeyNo" = u64, Path, description = "the key's number"), ("Password" = Option<String>, Query, description = "the read password (default empty)")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 403, description = "EWrongPassword, EMemoryLocked", body = super::openapi::ErrorBody),
+        (status = 404, description = "EKeyNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn read(
     State(st): State<Arc<AppState>>,
     Segment(key_no): Segment,
@@ -50,6 +60,18 @@ pub async fn read(
     Ok(Reply::ok(&MemoryJson { key_no, value }))
 }
 
+#[utoipa::path(method(post, put), path = "/api/licences/{KeyNo}/memory", tag = "api",
+    description = "Writes the memory (`Password`, `Value`) or changes both passwords (`ReadPassword`, `WritePassword`, `NewReadPassword`, `NewWritePassword`).",
+    params(("KeyNo" = u64, Path, description = "the key's number")),
+    request_body(content = Value, description = "either `Password` and `Value` (≤ 4096 bytes), or the four password fields"),
+    security(("basic" = [])),
+    responses(
+        (status = 202, description = "Updated", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 400, description = "EBadRequest, EValueTooLarge", body = super::openapi::ErrorBody),
+        (status = 403, description = "EWrongPassword, EMemoryLocked", body = super::openapi::ErrorBody),
+        (status = 404, description = "EKeyNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn write_or_passwords(
     State(st): State<Arc<AppState>>,
     Segment(key_no): Segment,
@@ -94,6 +116,15 @@ pub async fn write_or_passwords(
     Ok(Reply::updated(&Updated::memory("WriteMemory", key_no)))
 }
 
+#[utoipa::path(delete, path = "/api/licences/{KeyNo}/memory", tag = "api",
+    description = "Empties the memory and both passwords and clears a lock.",
+    params(("KeyNo" = u64, Path, description = "the key's number")),
+    security(("basic" = [])),
+    responses(
+        (status = 202, description = "Updated", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 404, description = "EKeyNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn reset(
     State(st): State<Arc<AppState>>,
     Segment(key_no): Segment,

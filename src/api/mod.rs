@@ -7,6 +7,7 @@ pub mod error;
 mod info;
 mod licences;
 mod memory;
+pub mod openapi;
 pub mod params;
 pub mod reply;
 mod sessions;
@@ -117,6 +118,7 @@ pub fn router(state: Arc<AppState>, limits: server::RequestLimits) -> Router {
             "/api/sessions/{ID}",
             endpoint(M::GET, NONE, sessions::one).merge(endpoint(M::DELETE, NONE, sessions::close)),
         )
+        .merge(openapi::routes())
         .fallback(info::not_found)
         .with_state(state.clone());
     // Layers run outermost last-added first:

@@ -53,6 +53,14 @@ fn page(p: &Params) -> Result<(usize, usize), ApiError> {
     ))
 }
 
+#[utoipa::path(get, path = "/api/sessions", tag = "api",
+    description = "Live sessions, oldest first, paged.",
+    params(("Offset" = Option<u64>, Query, description = "first entry (default 0)"), ("Limit" = Option<u64>, Query, description = "entries, 1-10000 (default 1000); X-Total-Count has the whole list's size")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+    ))]
 pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
     let (offset, limit) = page(&p)?;
     let now = crate::time::now();
@@ -61,12 +69,30 @@ pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, A
     Ok(Reply::ok(&SessionList { sessions }).with_header(TOTAL_HEADER, total))
 }
 
+#[utoipa::path(get, path = "/api/sessions/{ID}", tag = "api",
+    description = "One session.",
+    params(("ID" = String, Path, description = "the session's ID")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 404, description = "ESessionNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn one(State(st): State<Arc<AppState>>, Segment(id): Segment) -> Result<Reply, ApiError> {
     let s = st.host.session(&id)?;
     Ok(Reply::ok(&SessionJson::new(&s, crate::time::now())))
 }
 
 /// Releases a session early (not in the spec; design §5). 202 with `Updated`.
+#[utoipa::path(delete, path = "/api/sessions/{ID}", tag = "api",
+    description = "Releases a session now.",
+    params(("ID" = String, Path, description = "the session's ID")),
+    security(("basic" = [])),
+    responses(
+        (status = 202, description = "Updated", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 404, description = "ESessionNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn close(
     State(st): State<Arc<AppState>>,
     Segment(id): Segment,
@@ -75,6 +101,14 @@ pub async fn close(
     Ok(Reply::updated(&Updated::session_closed(id)))
 }
 
+#[utoipa::path(get, path = "/api/connections", tag = "api",
+    description = "Connections, oldest first, paged.",
+    params(("Offset" = Option<u64>, Query, description = "first entry (default 0)"), ("Limit" = Option<u64>, Query, description = "entries, 1-10000 (default 1000); X-Total-Count has the whole list's size")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+    ))]
 pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
     let (offset, limit) = page(&p)?;
     let now = crate::time::now();
@@ -83,6 +117,15 @@ pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<R
     Ok(Reply::ok(&ConnectionList { connections }).with_header(TOTAL_HEADER, total))
 }
 
+#[utoipa::path(get, path = "/api/connections/{ID}", tag = "api",
+    description = "One connection.",
+    params(("ID" = String, Path, description = "the connection's ID")),
+    security(("basic" = [])),
+    responses(
+        (status = 200, description = "OK", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 404, description = "EConnectionNotFound", body = super::openapi::ErrorBody),
+    ))]
 pub async fn connection(
     State(st): State<Arc<AppState>>,
     Segment(id): Segment,
@@ -131,6 +174,18 @@ fn parse_request(
 
 /// Opens an external session: 201 with the licence it holds, or 200 when the ClientSessionID
 /// already has a session (whose lease this renews).
+#[utoipa::path(method(post, put), path = "/api/sessions", tag = "api",
+    description = "Opens (201) or renews (200) the session of `ClientSessionID`; answers the licence it holds.",
+    request_body(content = Value, description = "`KeyID`, `ClientSessionID`, `AppName` (required); `UserName`, `SessionStarted`, `ComputerName`; filters `KeyNo`, `ITN`, `IEC`, `InfoBaseName`, `AccessCode`"),
+    security(("basic" = [])),
+    responses(
+        (status = 201, description = "A new session: its licence", body = Value),
+        (status = 401, description = "EUnauthorized: credentials required", body = super::openapi::ErrorBody),
+        (status = 400, description = "EBadRequest", body = super::openapi::ErrorBody),
+        (status = 403, description = "ENoFreeLicence, ESessionRestricted", body = super::openapi::ErrorBody),
+        (status = 404, description = "ENoMatchingKey", body = super::openapi::ErrorBody),
+        (status = 503, description = "ETooManySessions, ETooManyConnections", body = super::openapi::ErrorBody),
+    ))]
 pub async fn open(
     State(st): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

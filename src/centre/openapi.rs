@@ -6,7 +6,6 @@
 //! - `GET /centre/v1/openapi.json`: the description (signed like every centre answer);
 //! - `GET /centre/docs/`: the page (`/centre/docs` redirects there).
 
-use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -84,13 +83,7 @@ fn json() -> &'static Arc<serde_json::Value> {
 fn ui_config() -> Arc<utoipa_swagger_ui::Config<'static>> {
     static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
     CONFIG
-        .get_or_init(|| {
-            Arc::new(
-                utoipa_swagger_ui::Config::new([OPENAPI_PATH])
-                    .try_it_out_enabled(true)
-                    .persist_authorization(false),
-            )
-        })
+        .get_or_init(|| crate::web::api_page::config(OPENAPI_PATH))
         .clone()
 }
 
@@ -112,20 +105,7 @@ async fn docs_redirect() -> Response {
 
 async fn docs_file(path: Option<Path<String>>) -> Response {
     let tail = path.as_ref().map_or("", |p| p.as_str());
-    match utoipa_swagger_ui::serve(tail, ui_config()) {
-        Ok(Some(f)) => {
-            let mut r = Response::new(Body::from(f.bytes.into_owned()));
-            if let Ok(v) = HeaderValue::from_str(&f.content_type) {
-                r.headers_mut().insert(header::CONTENT_TYPE, v);
-            }
-            r
-        }
-        Ok(None) => super::http::plain_error(StatusCode::NOT_FOUND, "no such file".into()),
-        Err(e) => {
-            tracing::error!("API page: {e}");
-            super::http::plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
-        }
-    }
+    crate::web::api_page::file(tail, ui_config(), super::http::plain_error)
 }
 
 async fn docs_index() -> Response {

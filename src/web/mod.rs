@@ -4,6 +4,7 @@
 //! neither imports the other.
 
 pub mod allowed_hosts;
+pub mod api_page;
 pub mod login;
 pub mod server;
 pub mod signing;
