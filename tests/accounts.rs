@@ -178,6 +178,16 @@ async fn refuses(
     refused(exec(c, user, acting, method, params).await, code, says);
 }
 
+/// alice, owner of 1010, acting for it: the call succeeded.
+async fn alice(c: &CentreServer, method: &str, params: Value) -> Value {
+    ok(c, ALICE, Some(1010), method, params).await
+}
+
+/// alice, acting for 1010: the call was refused with `code`.
+async fn alice_refused(c: &CentreServer, method: &str, params: Value, code: u64, says: &str) {
+    refuses(c, ALICE, Some(1010), method, params, code, says).await;
+}
+
 async fn scenario(db: Option<&str>) {
     let c = setup(db).await;
     // account/list: GET form, POST with ext and with usr; a user sees only their accounts.
@@ -210,28 +220,24 @@ async fn scenario(db: Option<&str>) {
     assert!(v["sm_version"].is_string());
 
     // account/info, update_info (a field not sent keeps its value).
-    let j = ok(&c, ALICE, Some(1010), "account/info", json!({"id": 1010})).await;
+    let j = alice(&c, "account/info", json!({"id": 1010})).await;
     assert_eq!(
         j["account"],
         json!({"id": 1010, "name": "ООО Альфа", "site": "", "city": "", "email": "", "phone": ""})
     );
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_info",
         json!({"id": 1010, "city": "Москва", "phone": "+7 (495) 765-43-21"}),
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_info",
         json!({"id": 1010, "site": "alpha.example"}),
     )
     .await;
-    let j = ok(&c, ALICE, Some(1010), "account/info", json!({"id": 1010})).await;
+    let j = alice(&c, "account/info", json!({"id": 1010})).await;
     assert_eq!(
         (
             &j["account"]["city"],
@@ -244,10 +250,8 @@ async fn scenario(db: Option<&str>) {
             &json!("+7 (495) 765-43-21")
         )
     );
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_info",
         json!({"id": 1010, "name": ""}),
         10400,
@@ -256,26 +260,12 @@ async fn scenario(db: Option<&str>) {
     .await;
 
     // Servants: list, the deprecated servant_info, the tariff page, tariffs.
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/servants/list",
-        json!({"id": 1010}),
-    )
-    .await;
+    let j = alice(&c, "account/servants/list", json!({"id": 1010})).await;
     assert_eq!(j["servants"][0]["id"], 1000);
     assert_eq!(j["servants"][0]["servant_id"], "00000");
     assert_eq!(j["servants"][0]["tariff_subscribe_allowed"], true);
     assert_eq!(j["servants"][0]["automatic_billing_allowed"], false);
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/servant_info",
-        json!({"id": 1010}),
-    )
-    .await;
+    let j = alice(&c, "account/servant_info", json!({"id": 1010})).await;
     assert_eq!(j["servant"]["name"], "ООО Партнер");
     refuses(
         &c,
@@ -287,10 +277,8 @@ async fn scenario(db: Option<&str>) {
         "servicing",
     )
     .await;
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/servants/tariff_selection_page",
         json!({"servant": 1000}),
     )
@@ -315,40 +303,27 @@ async fn scenario(db: Option<&str>) {
         json!({"id": "1YR", "name": "1 год", "quantity": 1, "cost": 1500, "comment": "Один календарный год", "period": "year", "recommended": false})
     );
     assert_eq!(t[1]["validity_periods"][1]["cost"], 499.5);
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/servant_tariffs/list",
-        json!({"servant": 1000}),
-    )
-    .await;
+    let j = alice(&c, "account/servant_tariffs/list", json!({"servant": 1000})).await;
     assert!(
         j["servant_tariff"][0].get("validity_periods").is_none(),
         "{j}"
     );
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/servant_tariffs/list",
         json!({"servant": 1000, "scope": ["is_extension"]}),
     )
     .await;
     assert_eq!(j["servant_tariff"].as_array().map(Vec::len), Some(1));
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/servant_tariffs/list",
         json!({"servant": 1000, "available_tariffs": ["000000021"]}),
     )
     .await;
     assert_eq!(j["servant_tariff"][0]["id"], "000000021");
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/servant_tariffs/list",
         json!({"servant": 1000, "scope": ["everything"]}),
         10400,
@@ -357,10 +332,8 @@ async fn scenario(db: Option<&str>) {
     .await;
     // info by the string code and by its number.
     for id in [json!("000000021"), json!(21)] {
-        let j = ok(
+        let j = alice(
             &c,
-            ALICE,
-            Some(1010),
             "account/servant_tariffs/info",
             json!({"servant": 1000, "id": id}),
         )
@@ -377,10 +350,8 @@ async fn scenario(db: Option<&str>) {
             Some(2)
         );
     }
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/servant_tariffs/info",
         json!({"servant": 1000, "id": "999"}),
         10404,
@@ -400,20 +371,16 @@ async fn scenario(db: Option<&str>) {
     .await;
 
     // Attached info: 10406 names every unknown one and changes nothing; a merge keeps the rest.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010,
         "fields": [{"key": "Регион", "value": "77"}],
         "properties": [{"key": "Клиент с", "value": "2025-03-01"}, {"key": "VIP", "value": true}]}),
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010,
             "fields": [{"key": "Регион", "value": "50"}],
@@ -422,22 +389,13 @@ async fn scenario(db: Option<&str>) {
         "Property 'ИНН' not found. Property 'КПП' not found.",
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010, "properties": [{"key": "VIP", "value": false}]}),
     )
     .await;
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/attached_info",
-        json!({"id": 1010}),
-    )
-    .await;
+    let j = alice(&c, "account/attached_info", json!({"id": 1010})).await;
     assert_eq!(
         j["fields"],
         json!([{"key": "Регион", "value": "77", "type": "string"}]),
@@ -450,20 +408,16 @@ async fn scenario(db: Option<&str>) {
             {"key": "Клиент с", "value": "2025-03-01T00:00:00.000Z", "type": "date"}
         ])
     );
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010, "properties": [{"key": "VIP", "value": "yes"}]}),
         10400,
         "true or false",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010, "properties": [{"key": "VIP", "value": true, "type": "number"}]}),
         10400,
@@ -471,74 +425,55 @@ async fn scenario(db: Option<&str>) {
     )
     .await;
     // A value of null clears it.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/update_attached_info",
         json!({"id": 1010, "fields": [{"key": "Регион", "value": null}]}),
     )
     .await;
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/attached_info",
-        json!({"id": 1010}),
-    )
-    .await;
+    let j = alice(&c, "account/attached_info", json!({"id": 1010})).await;
     assert_eq!(j["fields"], json!([]));
 
     // Users: create (with fields), add an existing one, info, list, set_role, restriction,
     // update_attached_info, delete (the service user remains: it can be added back).
-    ok(&c, ALICE, Some(1010), "account/users/create", json!({"id": 1010, "role": "administrator",
+    alice(&c, "account/users/create", json!({"id": 1010, "role": "administrator",
         "login": "Nestor", "password": "w13p-3q", "email": "nestor@example.com", "email_required": false,
         "name": "Иващенко Нестор Иванович", "phone": "+7 (495) 231-54-76", "timezone": "Europe/Moscow",
         "description": "Использует БП и ЗУП", "fields": [{"key": "ВнешнийПользователь", "value": true}]})).await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "NESTOR", "name": "Другой", "password": "another-1"}),
         10409,
         "taken",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "x:y", "name": "X"}),
         10400,
         "login",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "shorty", "name": "S", "password": "123"}),
         10400,
         "password",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "noname"}),
         10400,
         "name",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "mailless", "name": "M", "email_required": true}),
         10400,
@@ -561,53 +496,38 @@ async fn scenario(db: Option<&str>) {
         "fields": [{"key": "ВнешнийПользователь", "value": true, "type": "boolean"}]})
     );
     // A user the account made, detached, comes back with users/add.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "clerk", "name": "Клерк", "password": "clerk-pass-1"}),
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/delete",
         json!({"id": 1010, "login": "clerk"}),
     )
     .await;
-    ok(&c, ALICE, Some(1010), "account/users/add", json!({"id": 1010, "login": "clerk", "role": "user",
+    alice(&c, "account/users/add", json!({"id": 1010, "login": "clerk", "role": "user",
         "description": "", "force": false, "fields": [{"key": "ВнешнийПользователь", "value": false}]})).await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/add",
         json!({"id": 1010, "login": "clerk"}),
         10409,
         "already",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/add",
         json!({"id": 1010, "login": "nobody"}),
         10404,
         "nobody",
     )
     .await;
-    refuses(&c, ALICE, Some(1010), "account/users/create", json!({"id": 1010, "login": "newbie", "name": "N", "fields": [{"key": "Нет такого", "value": 1}]}), 10406, "Attribute 'Нет такого' not found.").await;
-    let j = ok(
-        &c,
-        ALICE,
-        Some(1010),
-        "account/users/list",
-        json!({"id": 1010}),
-    )
-    .await;
+    alice_refused(&c, "account/users/create", json!({"id": 1010, "login": "newbie", "name": "N", "fields": [{"key": "Нет такого", "value": 1}]}), 10406, "Attribute 'Нет такого' not found.").await;
+    let j = alice(&c, "account/users/list", json!({"id": 1010})).await;
     let logins: Vec<&str> = j["user"]
         .as_array()
         .expect("users")
@@ -619,40 +539,32 @@ async fn scenario(db: Option<&str>) {
         ["alice", "clerk", "Nestor"],
         "newbie was not created by the refused call"
     );
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/list",
         json!({"id": 1010, "offset": 2, "limit": 1}),
     )
     .await;
     assert_eq!(j["user"].as_array().map(Vec::len), Some(1));
     assert_eq!(j["user"][0]["login"], "Nestor");
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/list",
         json!({"id": 1010, "limit": 100000}),
         10400,
         "limit",
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_session_restriction",
         json!({"id": 1010, "login": "clerk", "restriction": 2}),
     )
     .await;
-    ok(&c, ALICE, Some(1010), "account/users/update_attached_info",
+    alice(&c, "account/users/update_attached_info",
         json!({"id": 1010, "login": "clerk", "fields": [{"key": "ВнешнийПользователь", "value": true, "type": "boolean"}]})).await;
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/info",
         json!({"id": 1010, "login": "CLERK"}),
     )
@@ -664,18 +576,14 @@ async fn scenario(db: Option<&str>) {
         ),
         (&json!(2), &json!(true))
     );
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_session_restriction",
         json!({"id": 1010, "login": "clerk"}),
     )
     .await;
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/info",
         json!({"id": 1010, "login": "clerk"}),
     )
@@ -684,46 +592,36 @@ async fn scenario(db: Option<&str>) {
         j["user"]["session_restriction"], 0,
         "absent restriction means 0: any number"
     );
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_role",
         json!({"id": 1010, "login": "Nestor", "role": "owner"}),
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_role",
         json!({"id": 1010, "login": "clerk", "role": "superuser"}),
         10400,
         "superuser",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_role",
         json!({"id": 1010, "login": "clerk", "role": "operator"}),
         10400,
         "servicing",
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/delete",
         json!({"id": 1010, "login": "clerk"}),
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/delete",
         json!({"id": 1010, "login": "clerk"}),
         10404,
@@ -740,18 +638,14 @@ async fn scenario(db: Option<&str>) {
     )
     .await;
     assert_eq!(j["account"], json!([]));
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/add",
         json!({"id": 1010, "login": "clerk"}),
     )
     .await;
-    let j = ok(
+    let j = alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/info",
         json!({"id": 1010, "login": "clerk"}),
     )
@@ -762,10 +656,8 @@ async fn scenario(db: Option<&str>) {
         "detaching dropped her attributes in this account"
     );
     // The last owner stays: demoting both owners one after the other stops at the second.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_role",
         json!({"id": 1010, "login": "alice", "role": "user"}),
     )
@@ -913,11 +805,11 @@ async fn every_method_on_postgres() {
 #[tokio::test]
 async fn roles_and_other_accounts() {
     let c = setup(None).await;
-    ok(&c, ALICE, Some(1010), "account/users/create",
+    alice(&c, "account/users/create",
         json!({"id": 1010, "login": "adm", "name": "Админ", "password": "adm-pass-1", "role": "administrator"})).await;
-    ok(&c, ALICE, Some(1010), "account/users/create",
+    alice(&c, "account/users/create",
         json!({"id": 1010, "login": "usr", "name": "Юзер", "password": "usr-pass-1", "role": "user"})).await;
-    ok(&c, ALICE, Some(1010), "account/users/create",
+    alice(&c, "account/users/create",
         json!({"id": 1010, "login": "ext", "name": "Адаптер", "password": "ext-pass-1", "role": "ext_administrator"})).await;
     let adm = ("adm", "adm-pass-1");
     let usr = ("usr", "usr-pass-1");
@@ -995,7 +887,7 @@ async fn roles_and_other_accounts() {
         )
         .await;
     }
-    let j = ok(&c, ALICE, Some(1010), "account/info", json!({"id": 1010})).await;
+    let j = alice(&c, "account/info", json!({"id": 1010})).await;
     assert_eq!(j["account"]["name"], "ООО Альфа", "nothing changed");
 
     // An administrator manages users but not owners.
@@ -1293,28 +1185,22 @@ async fn roles_and_other_accounts() {
     .await;
 
     // Look-alike logins are one login; invisible characters are refused.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "file", "name": "F"}),
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "\u{fb01}le", "name": "F"}),
         10409,
         "taken",
     )
     .await;
-    refuses(
+    alice_refused(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "usr\u{200b}", "name": "U"}),
         10400,
@@ -1386,7 +1272,7 @@ async fn roles_and_other_accounts() {
 async fn concurrent(db: Option<&str>) {
     let c = setup(db).await;
     for i in 0..6 {
-        ok(&c, ALICE, Some(1010), "account/users/create",
+        alice(&c, "account/users/create",
             json!({"id": 1010, "login": format!("o{i}"), "name": "O", "password": "owner-pass", "role": "owner"})).await;
     }
     let mut calls = Vec::new();
@@ -1474,18 +1360,14 @@ async fn session_restriction_reaches_the_host() {
     let c = setup(None).await;
     let product = json!({"key_id": "8A00", "product_name": "Бухгалтерия", "first_key_no": 5000000});
     assert_eq!(c.post("/centre/v1/products", product, true).await.0, 201);
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "Kassir", "name": "Кассир", "password": "kassir-pass"}),
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_session_restriction",
         json!({"id": 1010, "login": "kassir", "restriction": 1}),
     )
@@ -1593,10 +1475,8 @@ async fn session_restriction_reaches_the_host() {
         .await
         .assert_error(403, "ESessionRestricted");
     // The owner raises it to 2; the host learns at its next update.
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_session_restriction",
         json!({"id": 1010, "login": "kassir", "restriction": 2}),
     )
@@ -1621,18 +1501,14 @@ async fn session_restriction_reaches_the_host() {
             .await;
         assert_eq!(r.status, 201);
     }
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/create",
         json!({"id": 1010, "login": "nestor", "name": "Нестор", "password": "nestor-pass"}),
     )
     .await;
-    ok(
+    alice(
         &c,
-        ALICE,
-        Some(1010),
         "account/users/set_session_restriction",
         json!({"id": 1010, "login": "nestor", "restriction": 2}),
     )

@@ -13,27 +13,14 @@ fn is_docs(path: &str) -> bool {
 }
 
 fn routes_in_source() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for e in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api")).expect("src/api") {
-        let text = std::fs::read_to_string(e.expect("entry").path()).expect("source");
-        let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
-        for piece in compact.split(".route(\"").skip(1) {
-            if let Some((path, _)) = piece.split_once('"') {
-                out.insert(path.to_owned());
-            }
-        }
-    }
-    out.retain(|p| !is_docs(p));
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/api"));
+    let out: BTreeSet<String> = route_literals(dir)
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| !is_docs(p))
+        .collect();
     assert!(out.len() >= 10, "found too few routes: {out:?}");
     out
-}
-
-fn concrete(template: &str) -> String {
-    template
-        .split('/')
-        .map(|seg| if seg.starts_with('{') { "1" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[tokio::test]

@@ -15,49 +15,25 @@ fn is_docs(path: &str) -> bool {
     path.starts_with("/centre/docs") || path == "/centre/v1/openapi.json"
 }
 
-/// Every `.route("PATH", …)` in the centre's source.
+/// Every `.route("PATH", …)` in the centre's source; the account API's, nested under its
+/// base path, at the default one.
 fn routes_in_source() -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut dirs = vec![std::path::PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/centre"
-    ))];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("src/centre") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                dirs.push(p);
-                continue;
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/centre"));
+    let out: BTreeSet<String> = common::route_literals(dir)
+        .into_iter()
+        .map(|(file, path)| {
+            // OpenAPI has no catch-all segment: `{*x}` is documented as `{x}`.
+            let path = path.replace("{*", "{");
+            if file.ends_with("accounts/http.rs") && !path.starts_with("/centre/") {
+                format!("/a/adm/hs/ext_api{path}")
+            } else {
+                path
             }
-            let text = std::fs::read_to_string(&p).expect("source");
-            let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
-            // The account API's routes are nested under its base path.
-            let nested = p.ends_with("accounts/http.rs");
-            for piece in compact.split(".route(\"").skip(1) {
-                if let Some((path, _)) = piece.split_once('"') {
-                    // OpenAPI has no catch-all segment: `{*x}` is documented as `{x}`.
-                    let path = path.replace("{*", "{");
-                    if nested && !path.starts_with("/centre/") {
-                        out.insert(format!("/a/adm/hs/ext_api{path}"));
-                    } else {
-                        out.insert(path);
-                    }
-                }
-            }
-        }
-    }
-    out.retain(|p| !is_docs(p));
+        })
+        .filter(|p| !is_docs(p))
+        .collect();
     assert!(out.len() >= 10, "found too few routes: {out:?}");
     out
-}
-
-/// A concrete path for a route template: `{x}` and `{*x}` become `1`.
-fn concrete(template: &str) -> String {
-    template
-        .split('/')
-        .map(|seg| if seg.starts_with('{') { "1" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 #[tokio::test]
@@ -88,7 +64,7 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
             .client
             .request(
                 reqwest::Method::from_bytes(b"PATCH").expect("m"),
-                format!("{}{}", c.base, concrete(&route)),
+                format!("{}{}", c.base, common::concrete(&route)),
             )
             .basic_auth("admin", Some("admin"))
             .send()
@@ -120,7 +96,7 @@ async fn every_served_route_is_documented_and_every_documented_route_is_served()
         let (s, _, body) = c
             .raw(
                 method,
-                &concrete(path),
+                &common::concrete(path),
                 (m == reqwest::Method::POST).then_some(b"{}".as_slice()),
                 Some("q"),
             )

@@ -18,7 +18,6 @@ use serde::Serialize;
 use std::sync::{Arc, OnceLock};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ObjectBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
@@ -41,11 +40,7 @@ struct SigningHeaders;
 
 impl Modify for SigningHeaders {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        let c = api.components.get_or_insert_with(Default::default);
-        c.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
-        );
+        crate::web::api_page::add_basic_auth(api);
         let string = || ObjectBuilder::new().schema_type(Type::String).build();
         for item in api.paths.paths.values_mut() {
             for op in [

@@ -13,7 +13,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use std::sync::{Arc, OnceLock};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 pub const OPENAPI_PATH: &str = "/centre/v1/openapi.json";
@@ -31,11 +30,7 @@ struct BasicAuth;
 
 impl Modify for BasicAuth {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        let c = api.components.get_or_insert_with(Default::default);
-        c.add_security_scheme(
-            "basic",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
-        );
+        crate::web::api_page::add_basic_auth(api);
     }
 }
 

@@ -6,6 +6,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use std::sync::Arc;
 
+/// Declares the `basic` security scheme (HTTP Basic) operations refer to.
+pub fn add_basic_auth(api: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+}
+
 /// The page's settings: the description it loads, with "Try it out" on and credentials
 /// forgotten when the page is closed.
 pub fn config(openapi_path: &'static str) -> Arc<utoipa_swagger_ui::Config<'static>> {

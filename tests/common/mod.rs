@@ -624,3 +624,36 @@ pub async fn fresh_postgres(prefix: &str) -> Option<String> {
     let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
     Some(format!("{base}/{name}"))
 }
+
+/// Every `.route("PATH", …)` literal in the sources under `dir` (recursively), with its file:
+/// what an OpenAPI coverage test compares the description with.
+pub fn route_literals(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("source dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).expect("source");
+            let compact: String = text.split_whitespace().collect::<Vec<_>>().join("");
+            for piece in compact.split(".route(\"").skip(1) {
+                if let Some((path, _)) = piece.split_once('"') {
+                    out.push((p.clone(), path.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A concrete path for a route template: every `{x}` / `{*x}` segment becomes `1`.
+pub fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|seg| if seg.starts_with('{') { "1" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/")
+}
