@@ -87,6 +87,7 @@ pub struct Config {
     pub centre: CentreConfig,
     pub usb: UsbConfig,
     pub http: HttpConfig,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[http]`: how the API's HTTP server bounds connections and requests (`web::server`).

@@ -73,6 +73,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     };
 
     let limits = config.http.limits()?;
+    crate::metrics::Access::from_config(&config.metrics)?;
     let hosts = config.http.allowed_hosts(default_password)?;
     config.centre.check()?;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -213,6 +214,7 @@ async fn serve(
         .await
         .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
 
+    let metrics_access = crate::metrics::Access::from_config(&config.metrics)?;
     let state = Arc::new(AppState {
         host: host.clone(),
         signer,
@@ -241,7 +243,8 @@ async fn serve(
         max_body: None,
         hosts: serving.hosts,
     };
-    let app = api::router(state, limits);
+    let ops = crate::metrics::Ops::new(host.clone(), metrics_access);
+    let app = api::router(state, limits, ops);
     web::server::serve(
         listener,
         app,
