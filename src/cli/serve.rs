@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// Fixed ComputerID (containers) [config: computer_id; KEYBRIDGE_COMPUTER_ID]
+    #[arg(long, value_name = "ID")]
+    computer_id: Option<String>,
+    /// The licensing centre's URL [config: [centre] url; KEYBRIDGE_CENTRE_URL]
+    #[arg(long, value_name = "URL")]
+    centre_url: Option<String>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -52,7 +58,13 @@ fn init_logging(json: bool) {
 
 pub fn run(args: ServeArgs) -> CliResult {
     init_logging(args.log_json);
-    let config = args.data.config()?;
+    let mut config = args.data.config()?;
+    if let Some(id) = args.computer_id.clone() {
+        config.computer_id = Some(id);
+    }
+    if let Some(url) = args.centre_url.clone() {
+        config.centre.url = Some(url);
+    }
     let listen = args.listen.or(config.listen).unwrap_or_else(|| {
         DEFAULT_LISTEN
             .parse()
