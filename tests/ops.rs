@@ -502,3 +502,54 @@ async fn metrics_can_be_switched_off() {
     let r = s.request("GET", "/metrics", None, None, None).await;
     r.assert_error(404, "EHTTPNotFound");
 }
+
+#[tokio::test]
+async fn sighup_reloads_without_dropping_sessions_and_sigterm_stops_cleanly() {
+    let mut s = Server::demo().await;
+    assert_eq!(
+        s.post("/api/sessions", session("00000000000000BB"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        s.request("GET", "/metrics", None, None, None).await.status,
+        200
+    );
+    let hup = |pid: u32| {
+        // SAFETY: kill(2) sends a signal to the child we started.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0);
+    };
+    // A broken config: logged, the running one kept, still serving.
+    std::fs::write(&s.config, base_config("[metrics]\nenabled = nonsense\n")).expect("write");
+    hup(s.pid());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        s.request("GET", "/metrics", None, None, None).await.status,
+        200
+    );
+    assert!(
+        s.log().contains("the config was not reloaded"),
+        "{}",
+        s.log()
+    );
+    // A good one: applied, and the session is still there.
+    std::fs::write(&s.config, base_config("[metrics]\nenabled = false\n")).expect("write");
+    hup(s.pid());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = s.request("GET", "/metrics", None, None, None).await;
+        if r.status == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGHUP not applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let v = s.get("/api/sessions").await.json();
+    assert_eq!(v["Sessions"].as_array().map(Vec::len), Some(1), "{v}");
+    // SIGTERM: a clean exit, status 0, within the shutdown timeout.
+    let (took, status) = s.terminate(Duration::from_secs(10)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(8));
+}
