@@ -3,8 +3,6 @@
 //! The package is made from the debug binary the tests already built (`--no-build --profile
 //! dev`): a release build would cost CI several minutes for nothing the test checks.
 
-mod common;
-use common::*;
 use std::path::Path;
 use std::process::Command;
 
