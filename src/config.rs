@@ -15,15 +15,334 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9099";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// The file cannot be read, or is not TOML of the expected shape (an unknown key, a wrong
+    /// type); toml's message names the line and column.
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
     /// A value that parsed but makes no sense (NaN, negative, out of range).
-    #[error("{path}: {key}: {message}")]
+    #[error("{path}: {key}: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
     Invalid {
         path: PathBuf,
         key: &'static str,
         message: String,
+        /// Where the key is set in the file, if it is (not when it came from the environment).
+        line: Option<usize>,
     },
+    /// A `KEYBRIDGE_…` variable whose value is not of its key's type.
+    #[error("environment variable {var} ({key}): {message}")]
+    Env {
+        var: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// What a key's value is, for reading it from an environment variable and for the table in
+/// `docs/configuration.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Path,
+    /// `address:port`.
+    Address,
+    Bool,
+    Integer,
+    /// A number of seconds (fractions allowed).
+    Seconds,
+    /// A list of text; in a variable, comma-separated.
+    List,
+}
+
+impl Kind {
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Path => "path",
+            Kind::Address => "address:port",
+            Kind::Bool => "true/false",
+            Kind::Integer => "whole number",
+            Kind::Seconds => "seconds",
+            Kind::List => "list (comma-separated in a variable)",
+        }
+    }
+}
+
+/// One key of the host's config file.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// `""` for a top-level key.
+    pub section: &'static str,
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The `keybridge serve` flag that sets it, if any.
+    pub flag: Option<&'static str>,
+}
+
+impl Key {
+    /// `KEYBRIDGE_<SECTION>_<NAME>`, upper case.
+    pub fn env(&self) -> String {
+        let mut v = String::from("KEYBRIDGE_");
+        if !self.section.is_empty() {
+            v.push_str(&self.section.to_ascii_uppercase());
+            v.push('_');
+        }
+        v.push_str(&self.name.to_ascii_uppercase());
+        v
+    }
+
+    /// `[section] name`, as errors name it.
+    pub fn dotted(&self) -> String {
+        if self.section.is_empty() {
+            self.name.to_owned()
+        } else {
+            format!("[{}] {}", self.section, self.name)
+        }
+    }
+}
+
+const fn key(section: &'static str, name: &'static str, kind: Kind) -> Key {
+    Key {
+        section,
+        name,
+        kind,
+        flag: None,
+    }
+}
+
+/// Every key of the config. A unit test checks it against what the config's types accept, so
+/// it cannot drift; `keybridge config env-table` prints it for `docs/configuration.md`.
+pub const KEYS: &[Key] = {
+    use Kind::*;
+    &[
+        Key {
+            flag: Some("--listen"),
+            ..key("", "listen", Address)
+        },
+        Key {
+            flag: Some("--data"),
+            ..key("", "data", Path)
+        },
+        Key {
+            flag: Some("--computer-id"),
+            ..key("", "computer_id", Text)
+        },
+        key("api", "enabled", Bool),
+        key("api", "user", Text),
+        key("api", "password_hash", Text),
+        key("api", "max_failed_logins", Integer),
+        key("api", "login_window_seconds", Integer),
+        key("api", "login_table_size", Integer),
+        key("api", "login_hash_workers", Integer),
+        key("api", "login_wait_ms", Integer),
+        key("api", "max_failed_activations", Integer),
+        key("api", "activation_window_seconds", Integer),
+        key("api", "activation_table_size", Integer),
+        key("api", "tls_cert", Path),
+        key("api", "tls_key", Path),
+        key("leases", "session_seconds", Seconds),
+        key("leases", "max_sessions", Integer),
+        key("leases", "max_connections", Integer),
+        key("memory", "max_failures", Integer),
+        key("memory", "lock_seconds", Seconds),
+        key("licences", "trusted_centre_keys", List),
+        Key {
+            flag: Some("--centre-url"),
+            ..key("centre", "url", Text)
+        },
+        key("centre", "ca_file", Path),
+        key("centre", "response_key", Path),
+        key("centre", "insecure_http", Bool),
+        key("usb", "enabled", Bool),
+        key("usb", "drivers_dir", Path),
+        key("usb", "rescan_seconds", Seconds),
+        key("usb", "libusb_hotplug", Bool),
+        key("http", "header_timeout_seconds", Seconds),
+        key("http", "request_timeout_seconds", Seconds),
+        key("http", "idle_timeout_seconds", Seconds),
+        key("http", "tls_handshake_timeout_seconds", Seconds),
+        key("http", "max_connections", Integer),
+        key("http", "fd_reserve", Integer),
+        key("http", "shutdown_timeout_seconds", Seconds),
+        key("http", "allowed_hosts", List),
+        key("metrics", "enabled", Bool),
+        key("metrics", "user", Text),
+        key("metrics", "password_hash", Text),
+    ]
+};
+
+/// The Markdown table of every key, its variable and its flag (`keybridge config env-table`).
+pub fn env_table() -> String {
+    let mut out =
+        String::from("| key | environment variable | flag | value |\n|---|---|---|---|\n");
+    for k in KEYS {
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            k.dotted(),
+            k.env(),
+            k.flag.map(|f| format!("`{f}`")).unwrap_or_default(),
+            k.kind.describe()
+        ));
+    }
+    out
+}
+
+/// The TOML value of `raw`, read as `kind`; the error says what was expected.
+fn env_value(kind: Kind, raw: &str) -> Result<toml::Value, String> {
+    use toml::Value as V;
+    Ok(match kind {
+        Kind::Text | Kind::Path | Kind::Address => V::String(raw.to_owned()),
+        Kind::Bool => match raw.trim() {
+            "true" | "1" | "yes" => V::Boolean(true),
+            "false" | "0" | "no" => V::Boolean(false),
+            _ => return Err(format!("expected true or false, got {raw:?}")),
+        },
+        Kind::Integer => V::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a whole number, got {raw:?}"))?,
+        ),
+        Kind::Seconds => V::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a number of seconds, got {raw:?}"))?,
+        ),
+        Kind::List => V::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| V::String(s.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+/// Puts every `KEYBRIDGE_…` variable `var` finds over the keys of `table`.
+fn apply_env(
+    table: &mut toml::Table,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for k in KEYS {
+        let name = k.env();
+        let Some(raw) = var(&name) else { continue };
+        let value = env_value(k.kind, &raw).map_err(|message| ConfigError::Env {
+            var: name.clone(),
+            key: k.dotted(),
+            message,
+        })?;
+        let target = if k.section.is_empty() {
+            &mut *table
+        } else {
+            let entry = table
+                .entry(k.section)
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Env {
+                        var: name,
+                        key: k.dotted(),
+                        message: format!("[{}] in the file is not a section", k.section),
+                    })
+                }
+            }
+        };
+        target.insert(k.name.to_owned(), value);
+    }
+    Ok(())
+}
+
+/// `keybridge config check`: the config at `path` with the environment over it, checked as
+/// `serve` would; the error is one line, `FILE:LINE: [section] key: what is wrong`.
+pub fn check_file(path: &Path) -> Result<Config, String> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+    if let Err(e) = toml::from_str::<Config>(&text) {
+        let Some(span) = e.span() else {
+            return Err(format!("{shown}: {}", e.message()));
+        };
+        let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        // The key set on that line (an unknown key, or one whose value has the wrong type).
+        let at = text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().trim_matches('"'))
+            .filter(|k| !k.is_empty() && !k.starts_with('['));
+        // The section the line is in, to name the key as `[section] key`.
+        let section = text
+            .lines()
+            .take(line)
+            .filter_map(|l| l.trim().strip_prefix('['))
+            .last()
+            .and_then(|h| h.split(']').next())
+            .map(str::trim);
+        let key = match (section, at) {
+            (_, None) => String::new(),
+            (Some(sec), Some(at)) => format!("[{sec}] {at}: "),
+            (None, Some(at)) => format!("{at}: "),
+        };
+        let message = e.message().trim().replace('\n', "; ");
+        return Err(format!("{shown}:{line}: {key}{message}"));
+    }
+    let config = Config::load(path, true).map_err(|e| match e {
+        ConfigError::Invalid {
+            key,
+            message,
+            line: Some(line),
+            ..
+        } => format!("{shown}:{line}: {key}: {message}"),
+        other => other.to_string(),
+    })?;
+    config.check().map_err(|m| {
+        let key = m
+            .strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .map(|(sec, rest)| {
+                let k = rest
+                    .trim_start()
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+                    .unwrap_or("");
+                format!("[{sec}] {k}")
+            })
+            .or_else(|| m.split(' ').next().map(str::to_owned));
+        match key.and_then(|k| line_of(&text, &k)) {
+            Some(line) => format!("{shown}:{line}: {m}"),
+            None => format!("{shown}: {m}"),
+        }
+    })?;
+    Ok(config)
+}
+
+/// The line (from 1) of `text` where `dotted` (`[section] key`, or a top-level `key`) is set.
+pub fn line_of(text: &str, dotted: &str) -> Option<usize> {
+    let (section, key) = match dotted.strip_prefix('[') {
+        Some(rest) => {
+            let (s, k) = rest.split_once("] ")?;
+            (s, k)
+        }
+        None => ("", dotted),
+    };
+    let mut current = "";
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            current = h.split(']').next().unwrap_or("").trim();
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().trim_matches('"');
+        if current == section && k == key {
+            return Some(i + 1);
+        }
+        // A dotted key at the top: `leases.session_seconds = 1`.
+        if current.is_empty() && !section.is_empty() && k == format!("{section}.{key}") {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 /// Longest session lease: a year.
@@ -87,6 +406,7 @@ pub struct Config {
     pub centre: CentreConfig,
     pub usb: UsbConfig,
     pub http: HttpConfig,
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// `[http]`: how the API's HTTP server bounds connections and requests (`web::server`).
@@ -406,25 +726,70 @@ pub struct LicenceConfig {
 }
 
 impl Config {
-    /// Reads `path`; with `required` false a missing file gives the defaults.
+    /// Reads `path`, then the `KEYBRIDGE_…` variables over it; with `required` false a
+    /// missing file gives the defaults.
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        Config::load_with(path, required, |v| std::env::var(v).ok())
+    }
+
+    /// [`Config::load`] with the environment given (tests).
+    pub fn load_with(
+        path: &Path,
+        required: bool,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError::Read {
             path: path.into(),
             message,
         };
-        let config: Config = match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| err(e.to_string()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Config::default(),
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => String::new(),
             Err(e) => return Err(err(e.to_string())),
         };
+        // First the file alone, so that toml's errors (unknown key, wrong type) name its line.
+        let _: Config = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        apply_env(&mut table, var)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
         config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
                 path: path.into(),
                 key,
                 message,
+                line: line_of(&text, key),
             })?;
         Ok(config)
+    }
+
+    /// Everything `keybridge serve` would refuse in this config before it starts, beyond
+    /// [`Config::validate`]: the HTTP limits and host names, the centre's URL, the password
+    /// hashes, the TLS pair. The error names the key.
+    pub fn check(&self) -> Result<(), String> {
+        self.http.limits()?;
+        let default_password = self.api.password_hash.is_none();
+        self.http.allowed_hosts(default_password)?;
+        self.centre.check()?;
+        if let Some(h) = &self.api.password_hash {
+            crate::crypto::password::PasswordHash::parse(h)
+                .map_err(|e| format!("[api] password_hash: {e}"))?;
+        }
+        crate::metrics::Access::from_config(&self.metrics)?;
+        if self.api.tls_cert.is_some() != self.api.tls_key.is_some() {
+            return Err("[api] tls_cert and tls_key must be given together".into());
+        }
+        let listen = self
+            .listen
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9099)));
+        if default_password && !listen.ip().is_loopback() {
+            return Err(format!(
+                "listen = {listen}: a non-loopback address needs [api] password_hash"
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every number whose type lets through values that make no sense: NaN, infinite,
@@ -486,6 +851,103 @@ mod tests {
         let p = d.path().join("k.toml");
         std::fs::write(&p, text).map_err(|e| e.to_string())?;
         Config::load(&p, true).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn environment_variables_cover_every_key_and_name_themselves() {
+        let d = tempfile::tempdir().expect("tmp");
+        let p = d.path().join("k.toml");
+        std::fs::write(&p, "[leases]\nsession_seconds = 10\n").expect("write");
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |v: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| (*x).to_owned())
+            }
+        };
+        let c = Config::load_with(
+            &p,
+            true,
+            env(&[
+                ("KEYBRIDGE_LEASES_SESSION_SECONDS", "2.5"),
+                ("KEYBRIDGE_API_USER", "1234"),
+                ("KEYBRIDGE_USB_ENABLED", "false"),
+                ("KEYBRIDGE_HTTP_ALLOWED_HOSTS", "a.example, b.example"),
+                ("KEYBRIDGE_LISTEN", "127.0.0.1:9"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(c.leases.session_seconds, 2.5);
+        assert_eq!(c.api.user, "1234");
+        assert!(!c.usb.enabled);
+        assert_eq!(c.http.allowed_hosts, ["a.example", "b.example"]);
+        assert_eq!(c.listen, Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+        let e = Config::load_with(&p, true, env(&[("KEYBRIDGE_MEMORY_MAX_FAILURES", "many")]))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            e.contains("KEYBRIDGE_MEMORY_MAX_FAILURES ([memory] max_failures)"),
+            "{e}"
+        );
+        let e = Config::load_with(
+            &p,
+            true,
+            env(&[("KEYBRIDGE_LEASES_SESSION_SECONDS", "nan")]),
+        )
+        .expect_err("refused")
+        .to_string();
+        // From the environment: no line of the file to name.
+        assert!(e.contains("[leases] session_seconds: must be"), "{e}");
+    }
+
+    /// The keys serde accepts, read off its own "unknown field … expected one of" message.
+    fn accepted(section: &str) -> Vec<String> {
+        let doc = if section.is_empty() {
+            "zz_unknown = 1\n".to_owned()
+        } else {
+            format!("[{section}]\nzz_unknown = 1\n")
+        };
+        let e = toml::from_str::<Config>(&doc)
+            .expect_err("unknown key refused")
+            .to_string();
+        let list = e.split("expected").nth(1).unwrap_or_else(|| panic!("{e}"));
+        list.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn the_key_table_is_every_key_the_config_accepts() {
+        let mut from_serde = Vec::new();
+        for top in accepted("") {
+            let nested = format!("[{top}]\nzz_unknown = 1\n");
+            if toml::from_str::<Config>(&nested)
+                .expect_err("refused")
+                .to_string()
+                .contains("unknown field")
+            {
+                from_serde.extend(accepted(&top).into_iter().map(|k| format!("[{top}] {k}")));
+            } else {
+                from_serde.push(top);
+            }
+        }
+        let mut table: Vec<String> = KEYS.iter().map(Key::dotted).collect();
+        from_serde.sort();
+        table.sort();
+        assert_eq!(table, from_serde);
+        assert!(from_serde.len() > 30);
+    }
+
+    #[test]
+    fn lines_of_keys_are_found() {
+        let text = "listen = \"x\"\n\n[api]\nuser = \"a\"\n[leases]\n  session_seconds = nan\n";
+        assert_eq!(line_of(text, "listen"), Some(1));
+        assert_eq!(line_of(text, "[api] user"), Some(4));
+        assert_eq!(line_of(text, "[leases] session_seconds"), Some(6));
+        assert_eq!(line_of(text, "[memory] lock_seconds"), None);
     }
 
     #[test]
@@ -557,7 +1019,7 @@ mod tests {
                 e.contains(&format!("k.toml: {key}: must be")),
                 "{text}: {e}"
             );
-            assert!(e.ends_with(&format!("got {got}")), "{text}: {e}");
+            assert!(e.ends_with(&format!("got {got} (line 2)")), "{text}: {e}");
         }
     }
 

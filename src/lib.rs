@@ -24,6 +24,7 @@ pub mod hal;
 pub mod host;
 pub mod keymem;
 pub mod licence;
+pub mod metrics;
 pub mod store;
 pub mod time;
 pub mod web;

@@ -67,8 +67,13 @@ where
     on(methods, handler).route_layer(middleware::from_fn_with_state(accepts, params::strict))
 }
 
-/// The API's router; `limits` bound each request (`web::server::request_limits`).
-pub fn router(state: Arc<AppState>, limits: server::RequestLimits) -> Router {
+/// The API's router; `limits` bound each request (`web::server::request_limits`). `ops`
+/// serves `/systeminfo` and `/metrics` beside `/api`, outside its login (`crate::metrics`).
+pub fn router(
+    state: Arc<AppState>,
+    limits: server::RequestLimits,
+    ops: Arc<crate::metrics::Ops>,
+) -> Router {
     use MethodFilter as M;
     let write = M::POST.or(M::PUT);
     let api = Router::new()
@@ -133,12 +138,33 @@ pub fn router(state: Arc<AppState>, limits: server::RequestLimits) -> Router {
             auth::require_enabled,
         ))
         .layer(middleware::from_fn(error::normalise));
-    server::request_limits(api, limits, error::plain_error).layer(middleware::from_fn_with_state(
-        Arc::new(signing::HostSigning {
-            key: state.signer.clone(),
-            server_version: state.server_version.clone(),
-            error: error::plain_error,
-        }),
-        signing::sign::<signing::HostSigning>,
-    ))
+    let api = api.merge(ops_routes(ops));
+    server::request_limits(api, limits, error::plain_error)
+        .layer(middleware::from_fn_with_state(
+            Arc::new(crate::metrics::Metered(signing::HostSigning {
+                key: state.signer.clone(),
+                server_version: state.server_version.clone(),
+                error: error::plain_error,
+            })),
+            signing::sign::<crate::metrics::Metered<signing::HostSigning>>,
+        ))
+        .layer(middleware::from_fn(crate::metrics::track))
+}
+
+/// `/systeminfo` (no credentials) and `/metrics` (loopback only, or its own login).
+fn ops_routes(ops: Arc<crate::metrics::Ops>) -> Router {
+    use crate::metrics as m;
+    let strict = || middleware::from_fn_with_state(NONE, params::strict);
+    Router::new()
+        .route(
+            "/systeminfo",
+            on(MethodFilter::GET, m::systeminfo).route_layer(strict()),
+        )
+        .route(
+            "/metrics",
+            on(MethodFilter::GET, m::scrape)
+                .route_layer(strict())
+                .route_layer(middleware::from_fn_with_state(ops.clone(), m::metrics)),
+        )
+        .with_state(ops)
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub(crate) mod centre;
+mod config;
 mod demo;
 mod serve;
 mod tools;
@@ -99,6 +100,20 @@ pub enum Command {
         #[command(subcommand)]
         command: AuthCommand,
     },
+    /// Check a config file, or print every key with its variable and flag.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Check FILE (with the KEYBRIDGE_… variables over it) as `serve` would; exit 1 naming the
+    /// bad key and its line.
+    Check { file: PathBuf },
+    /// Print the table of keys, environment variables and flags (docs/configuration.md).
+    EnvTable,
 }
 
 /// Where the host's data is, for commands that work on it.
@@ -283,6 +298,12 @@ pub fn run() -> ExitCode {
         Command::Auth {
             command: AuthCommand::Hash,
         } => tools::auth_hash(),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config::check(&file),
+        Command::Config {
+            command: ConfigCommand::EnvTable,
+        } => config::env_table(),
     };
     match result {
         Ok(code) => code,

@@ -33,6 +33,12 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// Fixed ComputerID (containers) [config: computer_id; KEYBRIDGE_COMPUTER_ID]
+    #[arg(long, value_name = "ID")]
+    computer_id: Option<String>,
+    /// The licensing centre's URL [config: [centre] url; KEYBRIDGE_CENTRE_URL]
+    #[arg(long, value_name = "URL")]
+    centre_url: Option<String>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -52,7 +58,13 @@ fn init_logging(json: bool) {
 
 pub fn run(args: ServeArgs) -> CliResult {
     init_logging(args.log_json);
-    let config = args.data.config()?;
+    let mut config = args.data.config()?;
+    if let Some(id) = args.computer_id.clone() {
+        config.computer_id = Some(id);
+    }
+    if let Some(url) = args.centre_url.clone() {
+        config.centre.url = Some(url);
+    }
     let listen = args.listen.or(config.listen).unwrap_or_else(|| {
         DEFAULT_LISTEN
             .parse()
@@ -73,6 +85,7 @@ pub fn run(args: ServeArgs) -> CliResult {
     };
 
     let limits = config.http.limits()?;
+    crate::metrics::Access::from_config(&config.metrics)?;
     let hosts = config.http.allowed_hosts(default_password)?;
     config.centre.check()?;
     let tls = match (&config.api.tls_cert, &config.api.tls_key) {
@@ -94,6 +107,7 @@ pub fn run(args: ServeArgs) -> CliResult {
             limits,
             tls,
             hosts,
+            data_args: args.data.clone(),
         },
         &data_dir,
         args.demo,
@@ -114,6 +128,8 @@ struct Serving {
     tls: web::server::Tls,
     /// The names the API answers to in `Host` (the DNS-rebinding guard).
     hosts: web::server::AllowedHosts,
+    /// Where the config came from, to read it again on `SIGHUP`.
+    data_args: DataArgs,
 }
 
 async fn serve(
@@ -213,6 +229,7 @@ async fn serve(
         .await
         .map_err(|e| format!("control socket {}: {e}", control_path.display()))?;
 
+    let metrics_access = crate::metrics::Access::from_config(&config.metrics)?;
     let state = Arc::new(AppState {
         host: host.clone(),
         signer,
@@ -221,6 +238,15 @@ async fn serve(
         api_enabled: config.api.enabled,
         server_version: crate::web::server_version_header(),
     });
+    let ops = crate::metrics::Ops::new(host.clone(), metrics_access);
+    // Before the "listening" line: a SIGHUP from then on reloads, never kills.
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot listen for SIGHUP: {e}"))?;
+    let reloader = tokio::spawn(reload_on_hangup(
+        hup,
+        serving.data_args.clone(),
+        ops.clone(),
+    ));
     let listener = web::server::bind(serving.listen).await?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if serving.tls.is_some() {
@@ -241,7 +267,7 @@ async fn serve(
         max_body: None,
         hosts: serving.hosts,
     };
-    let app = api::router(state, limits);
+    let app = api::router(state, limits, ops);
     web::server::serve(
         listener,
         app,
@@ -251,8 +277,43 @@ async fn serve(
     )
     .await;
     control.abort();
+    reloader.abort();
     let _ = std::fs::remove_file(&control_path);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `systemctl reload` (SIGHUP): reads the config again and applies what can change while
+/// serving — who may read `/metrics` — and reads the licence files again. Sessions and
+/// connections are untouched. A config that does not pass is logged and the running one kept;
+/// the rest (listen address, TLS, [api], [http], [leases]) takes a restart.
+async fn reload_on_hangup(
+    mut hup: tokio::signal::unix::Signal,
+    data: DataArgs,
+    ops: Arc<crate::metrics::Ops>,
+) {
+    while hup.recv().await.is_some() {
+        let data = data.clone();
+        let host = ops.host.clone();
+        // Reading files (config, licence files) is blocking work.
+        let done = tokio::task::spawn_blocking(move || {
+            let config = data.config()?;
+            config.check()?;
+            let access = crate::metrics::Access::from_config(&config.metrics)?;
+            host.reload_software_keys().map_err(|e| e.to_string())?;
+            Ok::<_, String>(access)
+        })
+        .await;
+        match done {
+            Ok(Ok(access)) => {
+                ops.set_access(access);
+                tracing::info!("SIGHUP: config and licence files read again ([metrics] applied; listen, TLS, [api], [http], [leases] take a restart)");
+            }
+            Ok(Err(e)) => {
+                tracing::error!("SIGHUP: the config was not reloaded, the running one is kept: {e}")
+            }
+            Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
+        }
+    }
 }
 
 /// Runs the demo centre in-process on a loopback port; returns it and its URL.

@@ -88,8 +88,20 @@ impl CentreClient {
         self.send(self.http.post(&url).json(body)).await
     }
 
-    /// Sends with a fresh QueryID and returns the body of a verified 200 answer.
+    /// Sends with a fresh QueryID and returns the body of a verified 200 answer; counts the
+    /// outcome in `keybridge_centre_calls_total`.
     async fn send(&self, rb: reqwest::RequestBuilder) -> Result<Vec<u8>, HostError> {
+        let r = self.send_unmetered(rb).await;
+        crate::metrics::centre_call(match &r {
+            Ok(_) => "ok",
+            Err(HostError::CentreBusy { .. }) => "busy",
+            Err(HostError::CentreRefused { .. }) => "refused",
+            Err(_) => "error",
+        });
+        r
+    }
+
+    async fn send_unmetered(&self, rb: reqwest::RequestBuilder) -> Result<Vec<u8>, HostError> {
         // 32 hex digits: fits the QueryID alphabet, and never repeats.
         let query_id = hex::encode(crate::crypto::random_bytes::<16>());
         let r = rb

@@ -18,10 +18,14 @@
 //!   returns after [`Limits::shutdown_timeout`] at the latest, whatever is still open.
 //!
 //! Handlers still get `ConnectInfo<SocketAddr>` (the login throttle keys on it).
+//!
+//! Header names leave in their canonical capitalisation on HTTP/1.1 (`Content-Type`,
+//! `Licence-QueryID`, …), as the original server writes them: monitoring clients exist that
+//! match them case-sensitively ([`canonical_case`]).
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::Router;
@@ -384,7 +388,11 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_READ_BUFFER)
         .max_header_size(MAX_READ_BUFFER)
+        .title_case_headers(true)
         .keep_alive(true);
+    if CANONICAL_CASE.get().is_none() {
+        let _ = CANONICAL_CASE.set(canonical_case().await);
+    }
     let http = Arc::new(http);
     let mut accept_log = RateLimitedLog::new(Duration::from_secs(5));
     let mut cap_log = RateLimitedLog::new(Duration::from_secs(60));
@@ -497,7 +505,12 @@ async fn connection<S>(
         req.extensions_mut().insert(ConnectInfo(peer));
         let router = router.clone();
         async move {
-            let r = router.oneshot(req.map(Body::new)).await;
+            let r = router.oneshot(req.map(Body::new)).await.map(|mut r| {
+                if let Some(case) = CANONICAL_CASE.get() {
+                    r.extensions_mut().extend(case.clone());
+                }
+                r
+            });
             drop(busy);
             r
         }
@@ -513,6 +526,68 @@ async fn connection<S>(
             tracing::debug!("connection from {peer} idle for {:?}: closed", limits.idle_timeout);
         }
     }
+}
+
+/// Header names whose canonical spelling is not hyper's title case (`Licence-Queryid`,
+/// `Www-Authenticate`); every other name leaves title-cased (`Content-Type`).
+pub const CANONICAL_NAMES: [&str; 7] = [
+    "Licence-QueryID",
+    "Licence-QuerySignature",
+    "Licence-ServerVersion",
+    "Licence-Signature",
+    "WWW-Authenticate",
+    "ETag",
+    "Content-MD5",
+];
+
+/// [`canonical_case`], made once per process by the first [`serve`].
+static CANONICAL_CASE: OnceLock<Extensions> = OnceLock::new();
+
+/// A response extension that makes hyper write [`CANONICAL_NAMES`] as spelt there.
+///
+/// hyper 1 writes a response's header names from its private `HeaderCaseMap` extension when
+/// one is present (what a proxy uses to forward names as it received them), else title-cased
+/// with `title_case_headers`. The map's type is private, so it is made the way a proxy gets it:
+/// hyper parses, in memory, a request carrying these names with `preserve_header_case` on, and
+/// the request's extensions are kept and copied onto every answer. If that ever fails (a hyper
+/// that stops recording the case), answers still go out title-cased.
+pub async fn canonical_case() -> Extensions {
+    use tokio::io::AsyncWriteExt;
+    let (mut client, server) = tokio::io::duplex(4096);
+    let (tx, rx) = tokio::sync::oneshot::channel::<Extensions>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        if let Some(tx) = tx.lock().ok().and_then(|mut t| t.take()) {
+            let _ = tx.send(req.extensions().clone());
+        }
+        async { Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new())) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.preserve_header_case(true).keep_alive(false);
+    let conn = http.serve_connection(TokioIo::new(server), service);
+    let mut head = String::from("GET / HTTP/1.1\r\nHost: localhost\r\n");
+    for name in CANONICAL_NAMES {
+        head.push_str(name);
+        head.push_str(": x\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let send = async move {
+        let _ = client.write_all(head.as_bytes()).await;
+        // Drain the answer so the connection can finish.
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
+    };
+    let made = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tokio::join!(conn, send);
+        rx.await.ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    made.unwrap_or_else(|| {
+        tracing::warn!("header names go out title-cased only (Licence-Queryid)");
+        Extensions::new()
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
