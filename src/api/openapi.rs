@@ -95,10 +95,14 @@ impl Modify for SigningHeaders {
         super::memory::read, super::memory::write_or_passwords, super::memory::reset,
         super::sessions::list, super::sessions::one, super::sessions::close, super::sessions::open,
         super::sessions::connections, super::sessions::connection,
+        crate::metrics::systeminfo, crate::metrics::scrape,
     ),
     components(schemas(ErrorBody)),
     modifiers(&SigningHeaders),
-    tags((name = "api", description = "The licence server API")),
+    tags(
+        (name = "api", description = "The licence server API"),
+        (name = "operations", description = "Health and metrics, beside /api and outside its login"),
+    ),
 )]
 struct HostApi;
 

@@ -251,6 +251,9 @@ impl Ops {
 
 /// `GET /systeminfo`: 200 without credentials, a few lines of text, as the original server
 /// answers container health checks.
+#[utoipa::path(get, path = "/systeminfo", tag = "operations",
+    description = "Health for container checks: version, uptime, state (text/plain), without credentials.",
+    responses((status = 200, description = "`keybridge licence host`, `version:`, `uptime:`, `state: running|degraded`", body = String)))]
 pub async fn systeminfo(State(ops): State<Arc<Ops>>) -> Response {
     let body = format!(
         "keybridge licence host\nversion: {}\nuptime: {}\nstate: {}\n",
@@ -295,6 +298,14 @@ fn is_loopback(ip: &IpAddr) -> bool {
 
 /// The handler behind [`metrics`]: gathers and encodes on the blocking pool (a host with many
 /// sessions makes this a few milliseconds of work).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    description = "Prometheus metrics (OpenMetrics text; docs/operations.md): loopback clients only, or the `[metrics]` login when it has a password.",
+    security((), ("basic" = [])),
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String),
+        (status = 403, description = "EMetricsForbidden: not loopback, and no [metrics] password", body = crate::api::openapi::ErrorBody),
+        (status = 404, description = "[metrics] enabled = false", body = crate::api::openapi::ErrorBody),
+    ))]
 pub async fn scrape(State(ops): State<Arc<Ops>>) -> Response {
     let host = ops.host.clone();
     let uptime = ops.started.elapsed().as_secs_f64();
