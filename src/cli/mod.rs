@@ -146,18 +146,8 @@ pub enum LicenceCommand {
     /// Write an offline activation request (for an air-gapped host): take it to the vendor,
     /// who turns it into a licence file with `keybridge centre fulfil`; then `licence import`.
     Request {
-        /// The activation code.
-        #[arg(long)]
-        code: String,
-        /// ИНН, 10 or 12 digits.
-        #[arg(long)]
-        itn: Option<String>,
-        /// КПП, 9 digits.
-        #[arg(long)]
-        iec: Option<String>,
-        /// Request the licence for this blank USB key (the host must be running with it attached).
-        #[arg(long)]
-        blank_key_no: Option<u64>,
+        #[command(flatten)]
+        activation: ActivationArgs,
         /// Where to write the request.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -172,22 +162,31 @@ pub enum LicenceCommand {
     },
     /// Activate a code onto this machine, or onto an attached blank USB key (over the API).
     Activate {
-        #[arg(long)]
-        code: String,
-        /// ИНН, 10 or 12 digits.
-        #[arg(long)]
-        itn: Option<String>,
-        /// КПП, 9 digits.
-        #[arg(long)]
-        iec: Option<String>,
-        /// The blank USB key to activate onto.
-        #[arg(long)]
-        blank_key_no: Option<u64>,
+        #[command(flatten)]
+        activation: ActivationArgs,
         #[command(flatten)]
         api: admin::ApiArgs,
     },
     /// Ask the centre for every licence's current version (over the API).
     Update(admin::ApiArgs),
+}
+
+/// What an activation names: the code, the ITN and IEC it is reserved for, and the blank USB
+/// key to put the licence on (none: this machine).
+#[derive(Args, Clone)]
+pub struct ActivationArgs {
+    /// The activation code.
+    #[arg(long)]
+    pub code: String,
+    /// ИНН, 10 or 12 digits.
+    #[arg(long)]
+    pub itn: Option<String>,
+    /// КПП, 9 digits.
+    #[arg(long)]
+    pub iec: Option<String>,
+    /// The blank USB key to put the licence on (attached to the running host).
+    #[arg(long)]
+    pub blank_key_no: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -254,27 +253,17 @@ pub fn run() -> ExitCode {
         Command::Licence {
             command:
                 LicenceCommand::Request {
-                    code,
-                    itn,
-                    iec,
-                    blank_key_no,
+                    activation: a,
                     out,
                     data,
                 },
-        } => tools::licence_request(&code, itn, iec, blank_key_no, &out, &data),
+        } => tools::licence_request(&a.code, a.itn, a.iec, a.blank_key_no, &out, &data),
         Command::Licence {
             command: LicenceCommand::Show { key_no, api },
         } => admin::licence_show(key_no, &api),
         Command::Licence {
-            command:
-                LicenceCommand::Activate {
-                    code,
-                    itn,
-                    iec,
-                    blank_key_no,
-                    api,
-                },
-        } => admin::licence_activate(&code, itn, iec, blank_key_no, &api),
+            command: LicenceCommand::Activate { activation: a, api },
+        } => admin::licence_activate(&a.code, a.itn, a.iec, a.blank_key_no, &api),
         Command::Licence {
             command: LicenceCommand::Update(api),
         } => admin::licence_update(&api),
