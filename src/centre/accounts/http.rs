@@ -125,7 +125,7 @@ pub struct Envelope {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
-        execute, execute_path_get, execute_path_post, version,
+        execute, execute_path, version,
         add_account, list_accounts, account_licences, add_member, add_served, add_servant,
         add_tariff, define, reset_password,
     ),
@@ -163,23 +163,13 @@ async fn execute(
     run(&st, ip, &headers, None, &body).await
 }
 
-/// `GET …/execute/usr/account/list` (the spec's GET form; `account/list` only).
-#[utoipa::path(get, path = "/a/adm/hs/ext_api/execute/{kind}/{method}", tag = "accounts",
-    params(("kind" = String, Path, description = "usr (or ext)"), ("method" = String, Path, description = "account/list")),
-    security(("basic" = [])),
-    responses((status = 200, description = "10200", body = Envelope), (status = 400, description = "10400", body = Envelope), (status = 401, description = "10401", body = Envelope)))]
-#[allow(dead_code)]
-fn execute_path_get() {}
-
-/// The version-19 path form: the body holds `auth` and the parameters, no `general`.
-#[utoipa::path(post, path = "/a/adm/hs/ext_api/execute/{kind}/{method}", tag = "accounts",
-    params(("kind" = String, Path, description = "usr (or ext)"), ("method" = String, Path, description = "e.g. account/servant_tariffs/list")),
-    request_body(content = Value, description = "`auth` and the method's parameters, e.g. `{\"servant\": 1000, \"auth\": {\"account\": 1010}}`"),
+/// The version-19 path form — `POST`, the body holding `auth` and the parameters, no
+/// `general` — and the spec's GET form, for `account/list` only.
+#[utoipa::path(method(get, post), path = "/a/adm/hs/ext_api/execute/{kind}/{method}", tag = "accounts",
+    params(("kind" = String, Path, description = "usr (or ext)"), ("method" = String, Path, description = "e.g. account/servant_tariffs/list; GET: account/list only")),
+    request_body(content = Value, description = "POST: `auth` and the method's parameters, e.g. `{\"servant\": 1000, \"auth\": {\"account\": 1010}}`"),
     security(("basic" = [])),
     responses((status = 200, description = "10200", body = Envelope), (status = 400, description = "10400", body = Envelope), (status = 401, description = "10401", body = Envelope), (status = 404, description = "10404", body = Envelope)))]
-#[allow(dead_code)]
-fn execute_path_post() {}
-
 async fn execute_path(
     State(st): State<Arc<CentreState>>,
     Peer(ip): Peer,
