@@ -154,11 +154,13 @@ impl Host {
             Binding::Computer(_) => {
                 terms.check_binding(&Binding::Computer(self.computer_id.clone()))?;
                 let path = software_keys::licence_path(&self.data_dir, &terms.key_id, terms.key_no);
+                let (file, bytes) = (path.clone(), doc.clone());
                 blocking(move || {
-                    software_keys::write_licence(&path, &doc).map_err(HostError::from)
+                    software_keys::write_licence(&file, &bytes).map_err(HostError::from)
                 })
                 .await?;
-                self.reload_software_keys_async().await?;
+                // Only this licence is read back: installing never re-reads the others.
+                self.upsert_software_key(path, doc).await?;
             }
             Binding::Device(serial) => {
                 let (device_id, slot, replace) = {

@@ -203,6 +203,9 @@ fn ids_from_file_name(path: &Path) -> Option<(String, u64)> {
     Some((id.to_owned(), no.parse().ok()?))
 }
 
+/// How often a full read of the software keys is retried when installs overtake it.
+const RELOAD_TRIES: usize = 3;
+
 /// The software keys as last read, and which read that was (see [`Host::software_scans`]).
 #[derive(Default)]
 pub(super) struct SoftwareTable {
@@ -222,45 +225,55 @@ fn scan_software_keys(
     Ok(files
         .into_iter()
         .map(|(path, bytes)| {
-            let name_ids = ids_from_file_name(&path);
-            let mut claim = None;
-            let mut claim_signed = false;
-            let signer = bytes.as_ref().ok().and_then(|b| envelope_signer(b));
-            let opened = bytes.map_err(|e| e.to_string()).and_then(|b| {
-                licence::open(&b, trust).map_err(|e| {
-                    let (c, signed, message) = superseded(&b, &e, trust);
-                    (claim, claim_signed) = (c, signed);
-                    message
-                })
-            });
-            let (terms, open_error) = match opened {
-                Ok(t) => {
-                    let mut err = t.check_binding(&binding).err().map(|e| e.to_string());
-                    if err.is_none() && name_ids.as_ref() != Some(&(t.key_id.clone(), t.key_no)) {
-                        err = Some(format!(
-                            "file name does not match the licence (expected {})",
-                            software_keys::licence_path(Path::new(""), &t.key_id, t.key_no)
-                                .display()
-                        ));
-                    }
-                    (Some(t), err)
-                }
-                Err(e) => (None, Some(e)),
-            };
-            if let Some(e) = &open_error {
-                tracing::warn!(file = %path.display(), "licence not usable: {e}");
-            }
-            SoftwareKey {
-                path,
-                name_ids,
-                terms,
-                open_error,
-                claim,
-                signer,
-                claim_signed,
-            }
+            open_software_key(path, bytes.map_err(|e| e.to_string()), trust, &binding)
         })
         .collect())
+}
+
+/// Opens one software key file's bytes as the table holds it: its terms, or why it is not
+/// usable. Blocking (RSA): async callers run it on a blocking thread.
+fn open_software_key(
+    path: PathBuf,
+    bytes: Result<Vec<u8>, String>,
+    trust: &TrustStore,
+    binding: &Binding,
+) -> SoftwareKey {
+    let name_ids = ids_from_file_name(&path);
+    let mut claim = None;
+    let mut claim_signed = false;
+    let signer = bytes.as_ref().ok().and_then(|b| envelope_signer(b));
+    let opened = bytes.and_then(|b| {
+        licence::open(&b, trust).map_err(|e| {
+            let (c, signed, message) = superseded(&b, &e, trust);
+            (claim, claim_signed) = (c, signed);
+            message
+        })
+    });
+    let (terms, open_error) = match opened {
+        Ok(t) => {
+            let mut err = t.check_binding(binding).err().map(|e| e.to_string());
+            if err.is_none() && name_ids.as_ref() != Some(&(t.key_id.clone(), t.key_no)) {
+                err = Some(format!(
+                    "file name does not match the licence (expected {})",
+                    software_keys::licence_path(Path::new(""), &t.key_id, t.key_no).display()
+                ));
+            }
+            (Some(t), err)
+        }
+        Err(e) => (None, Some(e)),
+    };
+    if let Some(e) = &open_error {
+        tracing::warn!(file = %path.display(), "licence not usable: {e}");
+    }
+    SoftwareKey {
+        path,
+        name_ids,
+        terms,
+        open_error,
+        claim,
+        signer,
+        claim_signed,
+    }
 }
 
 impl SoftwareKey {
@@ -348,38 +361,65 @@ impl UsbKey {
 }
 
 impl Host {
-    /// Re-reads the software key files of the data directory, on this thread (blocking).
+    /// Re-reads the software key files of the data directory, on this thread (blocking): at
+    /// start and on `systemctl reload`. A read that an install overtook (its result would miss
+    /// that licence) is read again, a few times at most.
     pub fn reload_software_keys(&self) -> Result<(), HostError> {
-        let scan = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
-        let keys = scan_software_keys(&self.data_dir, &self.trust, &self.computer_id)?;
-        self.set_software_keys(scan, keys);
+        for _ in 0..RELOAD_TRIES {
+            let scan = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
+            let keys = scan_software_keys(&self.data_dir, &self.trust, &self.computer_id)?;
+            if self.set_software_keys(scan, keys) {
+                break;
+            }
+        }
         Ok(())
     }
 
-    /// Re-reads the software key files on a blocking thread, keeping the async workers free.
-    pub(super) async fn reload_software_keys_async(&self) -> Result<(), HostError> {
-        let scan = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
-        let (dir, trust, id) = (
-            self.data_dir.clone(),
-            self.trust.clone(),
-            self.computer_id.clone(),
-        );
-        let keys = blocking(move || scan_software_keys(&dir, &trust, &id)).await?;
-        self.set_software_keys(scan, keys);
+    /// Puts one just-written software key file into the table, reading only that file — an
+    /// install costs the same with ten keys as with ten thousand. The sequence number is taken
+    /// after the file is on disk, so a full read that started later sees the file, and one
+    /// that started earlier is not installed over this (it reads again).
+    pub(super) async fn upsert_software_key(
+        &self,
+        path: PathBuf,
+        doc: Vec<u8>,
+    ) -> Result<(), HostError> {
+        let (trust, id) = (self.trust.clone(), self.computer_id.clone());
+        let key = blocking(move || {
+            Ok(open_software_key(
+                path,
+                Ok(doc),
+                &trust,
+                &Binding::Computer(id),
+            ))
+        })
+        .await?;
+        let seq = self.software_scans.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut sw = self
+            .software
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match sw.keys.binary_search_by(|k| k.path.cmp(&key.path)) {
+            Ok(i) => sw.keys[i] = key,
+            Err(i) => sw.keys.insert(i, key),
+        }
+        sw.scan = sw.scan.max(seq);
         Ok(())
     }
 
     /// Installs the result of a read unless a later-started read has already been installed:
     /// parallel reloads finish in any order, and the later-started one has seen every file
     /// written before the earlier one started.
-    fn set_software_keys(&self, scan: u64, keys: Vec<SoftwareKey>) {
+    fn set_software_keys(&self, scan: u64, keys: Vec<SoftwareKey>) -> bool {
         let mut sw = self
             .software
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if scan > sw.scan {
             *sw = SoftwareTable { keys, scan };
+            return true;
         }
+        false
     }
 
     /// The keys that `keep(key_no, terms)` selects, software keys first, each group in KeyNo
