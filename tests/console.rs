@@ -584,6 +584,32 @@ async fn in_a_real_browser() {
             .await
             .contains(&BLANK_SERIAL.to_string()));
         shot(&b, "devices").await;
+        // Unplug and replug a simulated key: the page shows both without a reload (a mark
+        // left in the page survives).
+        b.execute("window.kbMark = 42; return null;", vec![])
+            .await
+            .expect("mark");
+        let serial = KEYED_SERIAL.to_string();
+        let out = s.cli(&["sim", "unplug", "--serial", &serial]);
+        assert!(out.status.success(), "{out:?}");
+        text_of(
+            &b,
+            &format!("tr[data-serial='{serial}'][data-attached='false']"),
+        )
+        .await;
+        shot(&b, "devices-unplugged").await;
+        let out = s.cli(&["sim", "plug", "--serial", &serial]);
+        assert!(out.status.success(), "{out:?}");
+        text_of(
+            &b,
+            &format!("tr[data-serial='{serial}'][data-attached='true']"),
+        )
+        .await;
+        let mark = b
+            .execute("return window.kbMark;", vec![])
+            .await
+            .expect("mark");
+        assert_eq!(mark, json!(42), "the page was reloaded");
         b.goto(&format!("{base}/system")).await.expect("goto");
         assert!(text_of(&b, "#public-key")
             .await
