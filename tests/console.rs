@@ -617,6 +617,55 @@ async fn in_a_real_browser() {
         assert!(text_of(&b, "#audit").await.contains("activate onto"));
         shot(&b, "system").await;
 
+        // A setting: refused without the current password, then saved to the config file
+        // (its other lines kept).
+        b.goto(&format!("{base}/settings")).await.expect("goto");
+        let lease = b.find(Id("s-lease")).await.expect("lease");
+        lease.clear().await.expect("clear");
+        lease.send_keys("600").await.expect("type");
+        b.find(Id("s-current"))
+            .await
+            .expect("cur")
+            .send_keys("nope")
+            .await
+            .expect("type");
+        b.find(Css("#settings button"))
+            .await
+            .expect("btn")
+            .click()
+            .await
+            .expect("click");
+        assert!(text_of(&b, "#message").await.contains("not right"));
+        let before = std::fs::read_to_string(&s.config).expect("config");
+        assert!(!before.contains("session_seconds"), "{before}");
+        let lease = b.find(Id("s-lease")).await.expect("lease");
+        lease.clear().await.expect("clear");
+        lease.send_keys("600").await.expect("type");
+        b.find(Id("s-current"))
+            .await
+            .expect("cur")
+            .send_keys(PASS)
+            .await
+            .expect("type");
+        b.find(Css("#settings button"))
+            .await
+            .expect("btn")
+            .click()
+            .await
+            .expect("click");
+        let m = text_of(&b, "#message").await;
+        assert!(
+            m.contains("[leases] session_seconds") && m.contains("restart"),
+            "{m}"
+        );
+        let after = std::fs::read_to_string(&s.config).expect("config");
+        assert!(after.contains("session_seconds = 600"), "{after}");
+        assert!(after.contains(COMPUTER_ID), "{after}");
+        shot(&b, "settings").await;
+        // The wrong current password was a counted guess; the right one cleared it.
+        let errors = page_errors(&b).await;
+        assert!(errors.is_empty(), "{errors:?}");
+
         // Switch to Russian and back.
         b.find(Id("lang-ru"))
             .await

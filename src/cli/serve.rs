@@ -279,6 +279,11 @@ async fn serve(
                     .local_only
                     .unwrap_or(config.api.password_hash.is_none()),
                 idle: Duration::from_secs(config.console.session_idle_seconds.max(60)),
+                config_path: serving
+                    .data_args
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.into()),
             },
         )
     });

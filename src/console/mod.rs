@@ -13,6 +13,7 @@ pub mod audit;
 pub mod i18n;
 mod pages;
 pub mod session;
+mod settings;
 
 use crate::api::AppState;
 use askama::Template;
@@ -50,6 +51,8 @@ pub struct Console {
     /// Cookies get `Secure` when the port speaks TLS.
     pub secure: bool,
     pub local_only: bool,
+    /// The config file the Settings page edits.
+    pub config_path: std::path::PathBuf,
 }
 
 /// How `keybridge serve` sets the console up.
@@ -57,6 +60,7 @@ pub struct Options {
     pub secure: bool,
     pub local_only: bool,
     pub idle: Duration,
+    pub config_path: std::path::PathBuf,
 }
 
 /// Why a console request failed; turned into a page or a status in one place
@@ -131,6 +135,7 @@ impl Console {
             audit: Arc::new(audit::Audit::new(path)),
             secure: o.secure,
             local_only: o.local_only,
+            config_path: o.config_path,
         })
     }
 
@@ -242,6 +247,7 @@ pub fn router(c: Option<Arc<Console>>) -> Router {
         .route("/activation/update", post(pages::update))
         .route("/devices", get(pages::devices))
         .route("/system", get(pages::system))
+        .route("/settings", get(settings::show).post(settings::save))
         .route("/logout", post(pages::logout))
         .route_layer(middleware::from_fn_with_state(c.clone(), require_session));
     let public = Router::new()

@@ -50,7 +50,7 @@ impl Message {
     }
 }
 
-fn chrome(headers: &HeaderMap, cur: &Current, nav: &'static str, here: &str) -> Chrome {
+pub(super) fn chrome(headers: &HeaderMap, cur: &Current, nav: &'static str, here: &str) -> Chrome {
     Chrome {
         t: tr(headers),
         user: cur.user.clone(),
@@ -62,7 +62,7 @@ fn chrome(headers: &HeaderMap, cur: &Current, nav: &'static str, here: &str) -> 
 }
 
 /// Every form carries the session's CSRF token.
-fn check_csrf(cur: &Current, sent: &str) -> Result<(), ConsoleError> {
+pub(super) fn check_csrf(cur: &Current, sent: &str) -> Result<(), ConsoleError> {
     if session::same(&cur.csrf, sent) {
         Ok(())
     } else {
