@@ -255,6 +255,115 @@ async fn login_csrf_and_headers_are_enforced() {
 }
 
 #[tokio::test]
+async fn bad_settings_and_odd_requests_change_nothing() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (session, csrf) = http_login(&c, base).await;
+    let before = std::fs::read_to_string(&s.config).expect("config");
+    let post = |fields: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        let session = session.clone();
+        let csrf = csrf.clone();
+        let url = format!("{base}/settings");
+        async move {
+            let mut form: Vec<(&str, String)> = vec![
+                ("csrf", csrf),
+                ("api_enabled", "on".into()),
+                ("user", USER.into()),
+                ("session_seconds", "300".into()),
+                ("current_password", PASS.into()),
+            ];
+            for (k, v) in fields {
+                form.retain(|(n, _)| *n != k);
+                form.push((k, v));
+            }
+            let r = c
+                .post(url)
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            (r.status().as_u16(), r.text().await.expect("body"))
+        }
+    };
+    for (field, value) in [
+        ("session_seconds", "NaN"),
+        ("session_seconds", "-5"),
+        ("session_seconds", "1e400"),
+        ("session_seconds", "x"),
+        ("user", "admin\n[api]\npassword_hash = \"x\""),
+        ("user", "a:b"),
+        ("user", ""),
+        ("centre_url", "http://centre.example/"),
+        ("centre_url", "not a url"),
+        ("trusted_keys", "relative/key.pem"),
+        ("trusted_keys", "/nonexistent/key.pem"),
+    ] {
+        let value = value.to_owned();
+        let (status, body) = post(vec![(field, value.clone())]).await;
+        assert_eq!(status, 200, "{field}={value:?}");
+        assert!(
+            body.contains("class=\"message error\""),
+            "{field}={value:?}: accepted"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&s.config).expect("config"),
+            before,
+            "{field}={value:?} changed the file"
+        );
+    }
+    // Without the CSRF token: 403, nothing written.
+    let r = c
+        .post(format!("{base}/settings"))
+        .header("cookie", &session)
+        .form(&[
+            ("user", "mallory"),
+            ("session_seconds", "300"),
+            ("current_password", PASS),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_client_error());
+    assert_eq!(std::fs::read_to_string(&s.config).expect("config"), before);
+
+    // Key numbers that are no key, a session that is not there.
+    for k in ["0", "-1", "99999999999999999999999", "abc", "7131766%00"] {
+        let r = c
+            .get(format!("{base}/keys/{k}"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("key");
+        assert_eq!(r.status(), 404, "{k}");
+    }
+    let r = c
+        .post(format!("{base}/sessions/release"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("id", "no-such-session")])
+        .send()
+        .await
+        .expect("release");
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("class=\"message error\""));
+
+    // Many parallel page loads with one session: all served.
+    let loads = (0..32).map(|_| {
+        c.get(format!("{base}/keys"))
+            .header("cookie", &session)
+            .send()
+    });
+    for r in futures::future::join_all(loads).await {
+        assert_eq!(r.expect("keys").status(), 200);
+    }
+}
+
+#[tokio::test]
 async fn the_login_throttle_is_the_apis() {
     let s = Server::start(Opts {
         config: "[api]\nmax_failed_logins = 3\n".into(),

@@ -141,8 +141,14 @@ fn edit(
     let old: Config = toml::from_str(text).map_err(|e| e.to_string())?;
     let enabled = f.api_enabled.is_some();
     let user = f.user.trim();
-    if user.is_empty() || user.len() > 64 || user.contains(':') {
-        return Err("the user name must be 1 to 64 characters without ':'".into());
+    if user.is_empty()
+        || user.len() > 64
+        || user.contains(':')
+        || user.chars().any(char::is_control)
+    {
+        return Err(
+            "the user name must be 1 to 64 characters, without ':' or control characters".into(),
+        );
     }
     let seconds: f64 = f
         .session_seconds
