@@ -3,7 +3,8 @@
 document.addEventListener("DOMContentLoaded", function () {
   // A form that asks the centre says so while it waits, and cannot be sent twice.
   document.querySelectorAll("button[data-busy]").forEach(function (b) {
-    b.form.addEventListener("submit", function () {
+    b.form.addEventListener("submit", function (e) {
+      if (e.submitter && e.submitter !== b) return;
       b.disabled = true;
       b.textContent = b.dataset.busy;
     });

@@ -364,6 +364,101 @@ async fn bad_settings_and_odd_requests_change_nothing() {
 }
 
 #[tokio::test]
+async fn offline_request_and_licence_file_upload() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (session, csrf) = http_login(&c, base).await;
+    // The request file for this machine and for the blank key (with the key's proof).
+    for (target, binding) in [("computer", "\"computer\""), ("90000002", "\"device\"")] {
+        let r = c
+            .post(format!("{base}/activation/request"))
+            .header("cookie", &session)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("code", "1302-4600-5780-5974-0653"),
+                ("target", target),
+                ("itn", "1234567890"),
+            ])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-disposition"]
+            .to_str()
+            .expect("cd")
+            .starts_with("attachment"));
+        let text = r.text().await.expect("body");
+        assert!(
+            text.contains(binding) && text.contains("1234567890"),
+            "{text}"
+        );
+        if binding == "Device" {
+            assert!(
+                text.contains("device_proof") || text.contains("DeviceProof"),
+                "{text}"
+            );
+        }
+    }
+    // A typo in the code never makes a file.
+    let r = c
+        .post(format!("{base}/activation/request"))
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("code", "1302-4600"),
+            ("target", "computer"),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert!(r
+        .text()
+        .await
+        .expect("body")
+        .contains("class=\"message error\""));
+
+    // Upload: garbage and a tampered licence are refused and change nothing; the real file
+    // installs; without the CSRF token nothing is read.
+    let file = std::fs::read(s.data.join("672B.7131766.licence")).expect("licence file");
+    let mut tampered = file.clone();
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    let upload = |csrf: &str, bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.to_owned())
+            .part(
+                "licence",
+                reqwest::multipart::Part::bytes(bytes).file_name("x.licence"),
+            );
+        c.post(format!("{base}/activation/import"))
+            .header("cookie", &session)
+            .multipart(form)
+            .send()
+    };
+    for bad in [b"not a licence".to_vec(), tampered] {
+        let r = upload(&csrf, bad).await.expect("upload");
+        assert!(r
+            .text()
+            .await
+            .expect("body")
+            .contains("class=\"message error\""));
+        assert_eq!(
+            std::fs::read(s.data.join("672B.7131766.licence")).expect("file"),
+            file
+        );
+    }
+    let r = upload("wrong", file.clone()).await.expect("upload");
+    assert_eq!(r.status(), 403);
+    let r = upload(&csrf, file).await.expect("upload");
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("class=\"message ok\"") && body.contains("7131766"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn the_login_throttle_is_the_apis() {
     let s = Server::start(Opts {
         config: "[api]\nmax_failed_logins = 3\n".into(),

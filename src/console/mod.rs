@@ -245,6 +245,8 @@ pub fn router(c: Option<Arc<Console>>) -> Router {
         .route("/sessions/release", post(pages::release))
         .route("/activation", get(pages::activation).post(pages::activate))
         .route("/activation/update", post(pages::update))
+        .route("/activation/request", post(pages::offline_request))
+        .route("/activation/import", post(pages::import))
         .route("/devices", get(pages::devices))
         .route("/system", get(pages::system))
         .route("/settings", get(settings::show).post(settings::save))

@@ -664,30 +664,7 @@ pub async fn activate(
 ) -> Page {
     check_csrf(&cur, &f.csrf)?;
     let t = tr(&headers);
-    let input = (|| -> Result<ActivationInput, String> {
-        let code = f.code.trim();
-        if code.is_empty() || code.len() > 64 {
-            return Err(t.s("activation.bad_code").into());
-        }
-        let blank_key_no = match f.target.as_str() {
-            "computer" => None,
-            s => Some(key_no(s).ok_or_else(|| t.s("activation.bad_target").to_owned())?),
-        };
-        let itn = match f.itn.trim() {
-            "" => None,
-            s => Some(crate::licence::Itn::try_from(s.to_owned()).map_err(|e| e.to_string())?),
-        };
-        let iec = match f.iec.trim() {
-            "" => None,
-            s => Some(crate::licence::Iec::try_from(s.to_owned()).map_err(|e| e.to_string())?),
-        };
-        Ok(ActivationInput {
-            code: code.to_owned(),
-            itn,
-            iec,
-            blank_key_no,
-        })
-    })();
+    let input = activation_input(&f, t);
     let target = f.target.chars().take(24).collect::<String>();
     let r = match input {
         Ok(input) => crate::api::activate_throttled(&c.api, cur.from, input)
@@ -704,6 +681,163 @@ pub async fn activate(
     };
     let m = match text {
         Ok(s) => Message { ok: true, text: s },
+        Err(e) => Message { ok: false, text: e },
+    };
+    activation_page(&c, &headers, &cur, Some(m)).await
+}
+
+/// The activation form's values, checked as the API checks them.
+fn activation_input(f: &ActivateForm, t: super::i18n::Tr) -> Result<ActivationInput, String> {
+    let code = f.code.trim();
+    if code.is_empty() || code.len() > 64 {
+        return Err(t.s("activation.bad_code").into());
+    }
+    let blank_key_no = match f.target.as_str() {
+        "computer" => None,
+        s => Some(key_no(s).ok_or_else(|| t.s("activation.bad_target").to_owned())?),
+    };
+    let itn = match f.itn.trim() {
+        "" => None,
+        s => Some(crate::licence::Itn::try_from(s.to_owned()).map_err(|e| e.to_string())?),
+    };
+    let iec = match f.iec.trim() {
+        "" => None,
+        s => Some(crate::licence::Iec::try_from(s.to_owned()).map_err(|e| e.to_string())?),
+    };
+    Ok(ActivationInput {
+        code: code.to_owned(),
+        itn,
+        iec,
+        blank_key_no,
+    })
+}
+
+/// Offline activation, first half: the request file to take to the vendor (`keybridge
+/// centre fulfil` turns it into a licence file). For a blank USB key it carries the key's
+/// proof over the offline challenge, as `keybridge licence request` makes it.
+pub async fn offline_request(
+    State(c): State<Arc<Console>>,
+    Extension(cur): Extension<Current>,
+    headers: HeaderMap,
+    Form(f): Form<ActivateForm>,
+) -> Page {
+    use crate::centre::wire::{ActivateBody, OfflineRequest, WireBinding, REQUEST_FORMAT};
+    check_csrf(&cur, &f.csrf)?;
+    let t = tr(&headers);
+    let made = async {
+        let input = activation_input(&f, t)?;
+        let code = crate::centre::ActivationCode::parse(&input.code).map_err(|e| e.to_string())?;
+        let itn = input.itn.map(String::from);
+        let iec = input.iec.map(String::from);
+        let (binding, device_proof) = match input.blank_key_no {
+            Some(serial) => {
+                let challenge = crate::hal::attest::offline_challenge(
+                    &code.to_string(),
+                    itn.as_deref(),
+                    iec.as_deref(),
+                    serial,
+                );
+                let proof = c
+                    .api
+                    .host
+                    .attest_blank(serial, challenge)
+                    .await
+                    .map_err(words)?;
+                (WireBinding::Device(serial), Some((&proof).into()))
+            }
+            None => (
+                WireBinding::Computer(c.api.host.computer_id().to_owned()),
+                None,
+            ),
+        };
+        let request = OfflineRequest {
+            format: REQUEST_FORMAT.into(),
+            activation: ActivateBody {
+                code: code.to_string(),
+                itn,
+                iec,
+                binding,
+                device_proof,
+                challenge: None,
+            },
+        };
+        serde_json::to_vec_pretty(&request).map_err(|e| e.to_string())
+    }
+    .await;
+    let target = f.target.chars().take(24).collect::<String>();
+    match made {
+        Ok(bytes) => {
+            c.record(&cur, format!("offline request for {target}"), "ok".into())
+                .await;
+            let mut r = bytes.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"activation-request.json\""),
+            );
+            Ok(r)
+        }
+        Err(e) => {
+            c.record(
+                &cur,
+                format!("offline request for {target}"),
+                format!("refused: {e}"),
+            )
+            .await;
+            activation_page(&c, &headers, &cur, Some(Message { ok: false, text: e })).await
+        }
+    }
+}
+
+/// Offline activation, second half (and restore from a saved file): installs a licence file
+/// uploaded from the browser, verified by the host before anything is written.
+pub async fn import(
+    State(c): State<Arc<Console>>,
+    Extension(cur): Extension<Current>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Page {
+    let t = tr(&headers);
+    let mut csrf = None;
+    let mut file = None;
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => return Ok((StatusCode::BAD_REQUEST, "bad form").into_response()),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        let Ok(bytes) = field.bytes().await else {
+            return Ok((StatusCode::BAD_REQUEST, "bad form").into_response());
+        };
+        match name.as_str() {
+            "csrf" => csrf = Some(String::from_utf8_lossy(&bytes).into_owned()),
+            "licence" => file = Some(bytes.to_vec()),
+            _ => {}
+        }
+    }
+    check_csrf(&cur, csrf.as_deref().unwrap_or(""))?;
+    let r = match file.filter(|f| !f.is_empty()) {
+        Some(doc) => c
+            .api
+            .host
+            .install_licence(doc)
+            .await
+            .map(|terms| terms.key_no)
+            .map_err(words),
+        None => Err(t.s("activation.no_file").into()),
+    };
+    c.record(&cur, "import licence file".into(), outcome(&r))
+        .await;
+    let m = match r {
+        Ok(no) => Message {
+            ok: true,
+            text: format!("{} {no}", t.s("activation.imported")),
+        },
         Err(e) => Message { ok: false, text: e },
     };
     activation_page(&c, &headers, &cur, Some(m)).await
