@@ -495,6 +495,42 @@ async fn the_login_throttle_is_the_apis() {
 }
 
 #[tokio::test]
+async fn cookies_are_secure_under_tls() {
+    let pki = common::pki::Pki::new();
+    let config = format!(
+        "[api]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n[usb]\nenabled = false\n",
+        pki.cert.display(),
+        pki.key.display()
+    );
+    let s = Server::start_with(Opts { demo: true, config }, &[], Some(&pki.ca_pem)).await;
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+    let c = common::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
+        .build()
+        .expect("client");
+    let (token, cookie) = login_token(&c, &s.base).await;
+    let r = c
+        .post(format!("{}/login", s.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", token.as_str()), ("user", USER), ("password", PASS)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    let set: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    assert!(set.iter().any(|v| v.starts_with("kb_session=")), "{set:?}");
+    for v in &set {
+        assert!(v.contains("; Secure"), "{v}");
+    }
+}
+
+#[tokio::test]
 async fn a_disabled_console_is_not_there() {
     let s = Server::start(Opts {
         config: "[console]\nenabled = false\n".into(),

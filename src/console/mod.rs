@@ -265,3 +265,75 @@ pub fn router(c: Option<Arc<Console>>) -> Router {
         .layer(middleware::from_fn_with_state(c.clone(), guard))
         .with_state(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, HostOptions, LeasePolicy};
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn console(dir: &std::path::Path, local_only: bool) -> Arc<Console> {
+        let host = Host::new(HostOptions {
+            data_dir: dir.into(),
+            computer_id: "0".repeat(40),
+            trust: crate::licence::TrustStore::default(),
+            session_lease: LeasePolicy {
+                session: Duration::from_secs(300),
+                max_sessions: 10,
+                max_connections: 10,
+            },
+            memory_policy: crate::keymem::LockPolicy::default(),
+            centre_url: None,
+            centre_ca_file: None,
+            centre_response_key: None,
+        })
+        .expect("host");
+        let api = Arc::new(AppState {
+            host: Arc::new(host),
+            signer: Arc::new(crate::crypto::HostResponseKey::new(
+                crate::crypto::KeyPair::generate().expect("key"),
+            )),
+            auth: crate::web::login::Auth::new(
+                "admin".into(),
+                crate::crypto::password::PasswordHash::new("admin"),
+                10,
+                Duration::from_secs(60),
+            ),
+            activation_failures: (&crate::config::ApiConfig::default()).into(),
+            api_enabled: true,
+            server_version: String::new(),
+        });
+        Console::new(
+            api,
+            Options {
+                secure: false,
+                local_only,
+                idle: Duration::from_secs(60),
+                config_path: dir.join("keybridge.toml"),
+            },
+        )
+    }
+
+    async fn status(app: &Router, from: [u8; 4]) -> StatusCode {
+        let mut req = Request::builder()
+            .uri("/login")
+            .body(Body::empty())
+            .expect("request");
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((from, 40000))));
+        app.clone().oneshot(req).await.expect("answer").status()
+    }
+
+    #[tokio::test]
+    async fn local_only_serves_loopback_clients_alone() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let only = router(Some(console(dir.path(), true)));
+        assert_eq!(status(&only, [127, 0, 0, 1]).await, StatusCode::OK);
+        assert_eq!(status(&only, [127, 9, 9, 9]).await, StatusCode::OK);
+        assert_eq!(status(&only, [10, 0, 0, 5]).await, StatusCode::NOT_FOUND);
+        assert_eq!(status(&only, [192, 0, 2, 7]).await, StatusCode::NOT_FOUND);
+        let open = router(Some(console(dir.path(), false)));
+        assert_eq!(status(&open, [192, 0, 2, 7]).await, StatusCode::OK);
+    }
+}
