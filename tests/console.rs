@@ -915,6 +915,19 @@ async fn in_a_real_browser() {
             .expect("click");
         assert_eq!(text_of(&b, "nav a[href='/keys']").await, "Ключи");
         shot(&b, "system-ru").await;
+        // Down to a phone: no part of the Keys page wider than the screen.
+        b.set_window_size(390, 844).await.expect("phone size");
+        b.goto(&format!("{base}/keys")).await.expect("goto");
+        let fits = b
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth;",
+                vec![],
+            )
+            .await
+            .expect("width");
+        assert_eq!(fits, json!(true), "the page scrolls sideways on a phone");
+        shot(&b, "keys-phone-ru").await;
+        b.set_window_size(1280, 900).await.expect("size");
         b.find(Id("lang-en"))
             .await
             .expect("en")
