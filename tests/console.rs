@@ -549,12 +549,23 @@ async fn a_disabled_console_is_not_there() {
 
 // ------------------------------------------------------------------ the browser
 
-struct Driver(Child);
+/// chromedriver in its own process group with the browsers it starts, and the browser's
+/// profile. Dropped — also when a test panics — it kills the whole group before the profile
+/// goes, so no browser outlives the test or writes into a removed directory.
+struct Driver {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: only sends a signal, to the group the child leads (process_group(0) at
+            // spawn); its id cannot be reused before the child is reaped, below.
+            unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -565,20 +576,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn browser() -> (Driver, fantoccini::Client, tempfile::TempDir) {
+async fn browser() -> (Driver, fantoccini::Client) {
     let driver = ["chromedriver", "/usr/lib/chromium/chromedriver"]
         .into_iter()
         .find(|p| Command::new(p).arg("--version").output().is_ok())
         .expect("chromedriver is not installed (scripts/test installs chromium-driver)");
     let port = free_port();
-    let child = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver(child);
     let profile = tempfile::tempdir().expect("profile");
+    let profile_dir = profile.path().display().to_string();
+    let mut cmd = Command::new(driver);
+    cmd.arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let driver = Driver {
+        child: cmd.spawn().expect("start chromedriver"),
+        _profile: profile,
+    };
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -586,7 +600,7 @@ async fn browser() -> (Driver, fantoccini::Client, tempfile::TempDir) {
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", "--window-size=1280,900",
-            format!("--user-data-dir={}", profile.path().display()),
+            format!("--user-data-dir={profile_dir}"),
         ]}),
     );
     caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
@@ -599,7 +613,7 @@ async fn browser() -> (Driver, fantoccini::Client, tempfile::TempDir) {
             .connect(&url)
             .await
         {
-            Ok(c) => return (driver, c, profile),
+            Ok(c) => return (driver, c),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -659,7 +673,7 @@ async fn text_of(b: &fantoccini::Client, css: &str) -> String {
 async fn in_a_real_browser() {
     use fantoccini::Locator::{Css, Id};
     let s = Server::demo().await;
-    let (_driver, b, _profile) = browser().await;
+    let (_driver, b) = browser().await;
     let base = s.base.clone();
     let run = async {
         b.goto(&format!("{base}/lang/en?back=/login"))
