@@ -659,14 +659,22 @@ async fn page_errors(b: &fantoccini::Client) -> Vec<String> {
 }
 
 async fn text_of(b: &fantoccini::Client, css: &str) -> String {
-    b.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(fantoccini::Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    // The live lists replace their elements every few seconds: an element found just before
+    // a refresh is stale by the time its text is asked for, so it is found again.
+    let mut last = None;
+    for _ in 0..5 {
+        let found = b
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(fantoccini::Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match found.text().await {
+            Ok(t) => return t,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("{css}: {last:?}");
 }
 
 #[tokio::test]
@@ -877,12 +885,10 @@ async fn in_a_real_browser() {
         let lease = b.find(Id("s-lease")).await.expect("lease");
         lease.clear().await.expect("clear");
         lease.send_keys("600").await.expect("type");
-        b.find(Id("s-current"))
-            .await
-            .expect("cur")
-            .send_keys("nope")
-            .await
-            .expect("type");
+        // Cleared first: the browser's password manager may have filled it in.
+        let current = b.find(Id("s-current")).await.expect("cur");
+        current.clear().await.expect("clear");
+        current.send_keys("nope").await.expect("type");
         b.find(Css("#settings button"))
             .await
             .expect("btn")
@@ -895,12 +901,10 @@ async fn in_a_real_browser() {
         let lease = b.find(Id("s-lease")).await.expect("lease");
         lease.clear().await.expect("clear");
         lease.send_keys("600").await.expect("type");
-        b.find(Id("s-current"))
-            .await
-            .expect("cur")
-            .send_keys(PASS)
-            .await
-            .expect("type");
+        // Cleared first: the browser's password manager may have filled it in.
+        let current = b.find(Id("s-current")).await.expect("cur");
+        current.clear().await.expect("clear");
+        current.send_keys(PASS).await.expect("type");
         b.find(Css("#settings button"))
             .await
             .expect("btn")
