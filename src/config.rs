@@ -167,6 +167,10 @@ pub const KEYS: &[Key] = {
         key("metrics", "enabled", Bool),
         key("metrics", "user", Text),
         key("metrics", "password_hash", Text),
+        // Issue 12: the web console.
+        key("console", "enabled", Bool),
+        key("console", "local_only", Bool),
+        key("console", "session_idle_seconds", Integer),
     ]
 };
 
@@ -407,6 +411,30 @@ pub struct Config {
     pub usb: UsbConfig,
     pub http: HttpConfig,
     pub metrics: crate::metrics::MetricsConfig,
+    pub console: ConsoleConfig,
+}
+
+/// `[console]`: the web console on the API's port (issue 12, `crate::console`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// `false`: nothing is served at `/` but the API.
+    pub enabled: bool,
+    /// Serve the console only to loopback clients. Unset: only while the API password is the
+    /// default one, since anyone who reaches the port could otherwise log in as admin/admin.
+    pub local_only: Option<bool>,
+    /// A console session ends after this long without a request.
+    pub session_idle_seconds: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            enabled: true,
+            local_only: None,
+            session_idle_seconds: 1800,
+        }
+    }
 }
 
 /// `[http]`: how the API's HTTP server bounds connections and requests (`web::server`).

@@ -12,12 +12,14 @@
 //!   and the simulated firmware.
 //! * [`crypto`] — server signing key, licence signatures, password hashing.
 //! * [`web`] — what both HTTP services share: the login gate and response signing.
+//! * [`console`] — the web console at `/`: server-rendered pages over the host library.
 //! * [`control`] — the local Unix socket through which CLI commands reach a running host.
 
 pub mod api;
 pub mod centre;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod crypto;
 pub mod hal;

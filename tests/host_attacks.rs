@@ -218,6 +218,11 @@ async fn every_route_and_method_answers_signed_json() {
                     r.header("licence-signature"),
                     "{what}"
                 );
+                // Issue 12: `/` is the web console, signed like everything else but HTML
+                // (tests/console.rs).
+                if path == "/" {
+                    continue;
+                }
                 if path == "/api/publickey" && r.status == 200 {
                     assert!(r.body.starts_with(b"-----BEGIN PUBLIC KEY-----"), "{what}");
                     continue;

@@ -136,7 +136,21 @@ pub async fn install(
         iec: p.iec("IEC")?,
         blank_key_no: p.positive("BlankKeyNo")?,
     };
-    let client = activation_client(peer.ip());
+    let e = activate_throttled(&st, peer.ip(), input).await?;
+    Ok(Reply::json(
+        StatusCode::CREATED,
+        &LicenceJson::new(&e, crate::time::now()),
+    ))
+}
+
+/// An activation from `peer` under the failed-activation throttle; the web console
+/// (`crate::console`) activates through here too, so both count against one allowance.
+pub async fn activate_throttled(
+    st: &AppState,
+    peer: IpAddr,
+    input: ActivationInput,
+) -> Result<crate::host::LicenceEntry, ApiError> {
+    let client = activation_client(peer);
     let throttle = &st.activation_failures.0;
     let max = throttle.policy().max_failures;
     let started = throttle
@@ -152,11 +166,7 @@ pub async fn install(
         // code could interleave it with guesses).
         _ => throttle.cancel(&client),
     }
-    let e = result?;
-    Ok(Reply::json(
-        StatusCode::CREATED,
-        &LicenceJson::new(&e, crate::time::now()),
-    ))
+    Ok(result?)
 }
 
 /// Updates every licence from the centre, restoring those whose binding changed. 200 with

@@ -14,7 +14,7 @@ mod sessions;
 pub mod wire;
 
 pub use crate::web::login::Auth;
-pub use licences::{ActivationThrottle, UPDATE_FAILED};
+pub use licences::{activate_throttled, ActivationThrottle, UPDATE_FAILED};
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
@@ -68,11 +68,13 @@ where
 }
 
 /// The API's router; `limits` bound each request (`web::server::request_limits`). `ops`
-/// serves `/systeminfo` and `/metrics` beside `/api`, outside its login (`crate::metrics`).
+/// serves `/systeminfo` and `/metrics` beside `/api`, outside its login (`crate::metrics`);
+/// `console` is the web console (`crate::console`, its own login), or an empty router.
 pub fn router(
     state: Arc<AppState>,
     limits: server::RequestLimits,
     ops: Arc<crate::metrics::Ops>,
+    console: Router,
 ) -> Router {
     use MethodFilter as M;
     let write = M::POST.or(M::PUT);
@@ -138,7 +140,7 @@ pub fn router(
             auth::require_enabled,
         ))
         .layer(middleware::from_fn(error::normalise));
-    let api = api.merge(ops_routes(ops));
+    let api = api.merge(ops_routes(ops)).merge(console); // issue 12: the web console
     server::request_limits(api, limits, error::plain_error)
         .layer(middleware::from_fn_with_state(
             Arc::new(crate::metrics::Metered(signing::HostSigning {

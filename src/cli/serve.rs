@@ -267,7 +267,27 @@ async fn serve(
         max_body: None,
         hosts: serving.hosts,
     };
-    let app = api::router(state, limits, ops);
+    // Issue 12: the web console beside the API; loopback only while the password is the
+    // default one, unless the config says otherwise.
+    let console = config.console.enabled.then(|| {
+        crate::console::Console::new(
+            state.clone(),
+            crate::console::Options {
+                secure: serving.tls.is_some(),
+                local_only: config
+                    .console
+                    .local_only
+                    .unwrap_or(config.api.password_hash.is_none()),
+                idle: Duration::from_secs(config.console.session_idle_seconds.max(60)),
+                config_path: serving
+                    .data_args
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.into()),
+            },
+        )
+    });
+    let app = api::router(state, limits, ops, crate::console::router(console));
     web::server::serve(
         listener,
         app,
