@@ -288,13 +288,11 @@ fn date(t: Option<crate::time::Timestamp>) -> String {
         .unwrap_or_default()
 }
 
+/// Sessions a key's page lists at most (a key may hold a million; the API pages the rest).
+const KEY_PAGE_SESSIONS: usize = 1000;
+
 fn used_by_key(c: &Console) -> std::collections::HashMap<u64, usize> {
-    let (sessions, _) = c.api.host.sessions(0, usize::MAX);
-    let mut used = std::collections::HashMap::new();
-    for s in sessions {
-        *used.entry(s.key_no).or_insert(0) += 1;
-    }
-    used
+    c.api.host.sessions_per_key()
 }
 
 fn key_row(e: &LicenceEntry, used: &std::collections::HashMap<u64, usize>) -> KeyRow {
@@ -415,8 +413,7 @@ async fn key_page(
             .collect(),
         _ => Vec::new(),
     };
-    let (all, _) = c.api.host.sessions(0, usize::MAX);
-    let sessions = all.into_iter().filter(|s| s.key_no == key_no).collect();
+    let sessions = c.api.host.sessions_of_key(key_no, KEY_PAGE_SESSIONS);
     let used = used_by_key(c);
     let here = format!("/keys/{key_no}");
     let mut ch = chrome(headers, cur, "keys", &here);

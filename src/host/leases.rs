@@ -143,6 +143,8 @@ pub(super) struct Leases {
     idle: BTreeSet<(Instant, u64)>,
     /// Sessions per KeyNo.
     in_use: HashMap<u64, usize>,
+    /// (KeyNo, session number): a key's sessions without a walk over the others.
+    by_key: BTreeSet<(u64, u64)>,
     /// Sessions per (account, user) on the account's licences, for session restrictions.
     per_user: HashMap<AccountUser, usize>,
     next_number: u64,
@@ -205,6 +207,7 @@ impl Leases {
         let slot = self.sessions.remove(id)?;
         let s = slot.session;
         self.by_number.remove(&s.number);
+        self.by_key.remove(&(s.key_no, s.number));
         self.by_client.remove(&s.client_session_id);
         self.deadlines
             .remove(&(slot.deadline, Lease::Session(s.number)));
@@ -478,6 +481,7 @@ impl Host {
         }
         leases.by_client.insert(req.client_session_id, id.clone());
         leases.by_number.insert(number, id.clone());
+        leases.by_key.insert((entry.key_no, number));
         leases.deadlines.insert((deadline, Lease::Session(number)));
         leases.sessions.insert(
             id,
@@ -561,6 +565,29 @@ impl Host {
             .map(|s| s.session.clone())
             .collect();
         (page, leases.sessions.len())
+    }
+
+    /// Live sessions on key `key_no`, oldest first, at most `limit`: read from the per-key
+    /// index, so a key's page costs its own sessions, not the table's.
+    pub fn sessions_of_key(&self, key_no: u64, limit: usize) -> Vec<Session> {
+        let mut leases = self.leases();
+        leases.purge(Instant::now());
+        leases
+            .by_key
+            .range((key_no, 0)..=(key_no, u64::MAX))
+            .take(limit)
+            .filter_map(|(_, n)| leases.by_number.get(n))
+            .filter_map(|id| leases.sessions.get(id))
+            .map(|s| s.session.clone())
+            .collect()
+    }
+
+    /// Live sessions per KeyNo (keys without any are absent): the counters the allocation
+    /// keeps, copied, not a count over the table.
+    pub fn sessions_per_key(&self) -> HashMap<u64, usize> {
+        let mut leases = self.leases();
+        leases.purge(Instant::now());
+        leases.in_use.clone()
     }
 
     pub fn session(&self, id: &str) -> Result<Session, HostError> {
@@ -697,6 +724,7 @@ mod tests {
     /// Every index agrees with the tables (a full walk; tests only).
     fn check(l: &Leases) {
         assert_eq!(l.by_number.len(), l.sessions.len());
+        assert_eq!(l.by_key.len(), l.sessions.len());
         assert_eq!(l.by_client.len(), l.sessions.len());
         assert_eq!(l.by_seq.len(), l.connections.len());
         assert_eq!(l.connection_keys.len(), l.connections.len());
@@ -707,6 +735,7 @@ mod tests {
             assert!(l
                 .deadlines
                 .contains(&(s.deadline, Lease::Session(s.session.number))));
+            assert!(l.by_key.contains(&(s.session.key_no, s.session.number)));
             assert!(l.connections.contains_key(&s.session.connection_id));
             *held.entry(s.session.connection_id.as_str()).or_default() += 1;
         }
@@ -795,11 +824,34 @@ mod tests {
             check(&l);
             assert!(l.sessions.is_empty() && l.connections.is_empty());
             assert!(l.deadlines.is_empty() && l.idle.is_empty() && l.in_use.is_empty());
+            assert!(l.by_key.is_empty());
         }
         assert!(matches!(
             h.open_session_at(req("late", "pc9"), now, later),
             Ok(Opened::Created(_))
         ));
+    }
+
+    #[test]
+    fn a_keys_sessions_and_the_counts_come_from_the_indexes() {
+        let d = tempfile::tempdir().expect("tmp");
+        let h = host(d.path(), 5, 100, 100);
+        let (now, clock) = (crate::time::now(), Instant::now());
+        for c in ["a", "b", "c"] {
+            h.open_session_at(req(c, "pc"), now, clock).expect("open");
+        }
+        let b = h.leases().by_client["b"].clone();
+        h.close_session(&b).expect("close");
+        let listed: Vec<String> = h
+            .sessions_of_key(KEY_NO, 10)
+            .into_iter()
+            .map(|s| s.client_session_id)
+            .collect();
+        assert_eq!(listed, ["a", "c"]);
+        assert_eq!(h.sessions_of_key(KEY_NO, 1).len(), 1);
+        assert!(h.sessions_of_key(KEY_NO + 1, 10).is_empty());
+        assert_eq!(h.sessions_per_key(), HashMap::from([(KEY_NO, 2)]));
+        check(&h.leases());
     }
 
     #[test]

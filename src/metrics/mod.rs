@@ -391,12 +391,14 @@ pub fn render(host: &Host, uptime: f64) -> Result<String, std::fmt::Error> {
         up,
     );
 
-    let (sessions, session_count) = host.sessions(0, usize::MAX);
+    // The per-key counters, not a copy of every session: a scrape costs the number of keys.
+    let used: HashMap<u64, i64> = host
+        .sessions_per_key()
+        .into_iter()
+        .map(|(k, n)| (k, i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect();
+    let (_, session_count) = host.sessions(0, 0);
     let (_, connection_count) = host.connections(0, 0);
-    let mut used: HashMap<u64, i64> = HashMap::new();
-    for s in &sessions {
-        *used.entry(s.key_no).or_default() += 1;
-    }
 
     let by_state = Family::<StateLabels, Gauge>::default();
     for state in LICENCE_STATES {

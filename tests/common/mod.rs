@@ -319,6 +319,12 @@ impl Server {
         self._tmp.take()
     }
 
+    /// Makes this server own `tmp` again (after [`Server::keep_dir`] and a restart), so the
+    /// folder goes when the server does.
+    pub fn adopt_dir(&mut self, tmp: Option<tempfile::TempDir>) {
+        self._tmp = tmp;
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
