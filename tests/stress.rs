@@ -295,7 +295,9 @@ async fn client(sh: Arc<Shared>, task: usize) {
                 holding = renew(&sh, &client, h, &computer).await;
             }
             // Release it, and sometimes replay the release.
-            9..=13 => release(&sh, &client, h, rng.gen_bool(0.3)).await,
+            9..=12 => release(&sh, &client, h, rng.gen_bool(0.3)).await,
+            // Renew and release at once, on two connections: either order.
+            13 => holding = renew_and_release(&sh, &client, h, &computer).await,
             // Abandon it: its lease ends on its own.
             14..=15 => {
                 sh.count("abandoned");
@@ -435,6 +437,58 @@ async fn release(sh: &Shared, client: &reqwest::Client, h: Holding, replay: bool
             .r
             .assert_error(404, "ESessionNotFound");
     }
+}
+
+/// A renewal and a release of `h` sent together, so the host may take them in either order.
+/// The release names the old session's ID, so it can never end a session the renewal made.
+async fn renew_and_release(
+    sh: &Shared,
+    client: &reqwest::Client,
+    h: Holding,
+    computer: &str,
+) -> Option<Holding> {
+    let id = session_id(sh, client, &h).await?;
+    if !sh.claim() {
+        sh.ended(h.first_sent, h.must_end());
+        return None;
+    }
+    sh.count("renewed and released at once");
+    sh.let_go(&h.cs);
+    let (r, d) = tokio::join!(sh.open(client, &h.cs, computer), delete(sh, client, &id));
+    let released = d.r.status == 202;
+    if released {
+        // Alive when the release was handled: before its lease ended, or after this renewal.
+        let renewed_until = (r.r.status == 200).then(|| r.recv + LEASE);
+        assert!(
+            d.sent < h.must_end().max(renewed_until.unwrap_or(h.must_end())),
+            "202 for a session certainly expired"
+        );
+    } else {
+        d.r.assert_error(404, "ESessionNotFound");
+        assert!(d.recv >= h.may_end(), "404 for a live session");
+    }
+    match r.r.status {
+        // Handled first (after a release it would have been a new session).
+        200 => assert!(r.sent < h.must_end(), "200 after the lease had ended"),
+        _ => assert!(
+            r.recv >= h.may_end() || released && d.sent < r.recv,
+            "renewal answered {} though its session was neither released nor expired",
+            r.r.status
+        ),
+    }
+    let old_end = if released {
+        d.recv
+    } else if r.r.status == 200 {
+        (r.recv + LEASE).min(d.recv)
+    } else {
+        h.must_end().min(d.recv)
+    };
+    sh.ended(h.first_sent, old_end);
+    (r.r.status == 201).then(|| {
+        sh.count("created");
+        sh.hold(&h.cs, r.sent + LEASE);
+        Holding::new(h.cs.clone(), &r)
+    })
 }
 
 /// A malformed session request: refused as 400 `EBadRequest`, changing nothing.
@@ -584,6 +638,7 @@ async fn ten_thousand_session_requests_never_exceed_five_licences() {
         ("released late", 5),
         ("refused", 1000),
         ("malformed", 50),
+        ("renewed and released at once", 5),
     ] {
         assert!(
             c(what) >= least,
