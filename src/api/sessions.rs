@@ -63,9 +63,8 @@ fn page(p: &Params) -> Result<(usize, usize), ApiError> {
     ))]
 pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
     let (offset, limit) = page(&p)?;
-    let now = crate::time::now();
     let (page, total) = st.host.sessions(offset, limit);
-    let sessions = page.iter().map(|s| SessionJson::new(s, now)).collect();
+    let sessions = page.iter().map(SessionJson::new).collect();
     Ok(Reply::ok(&SessionList { sessions }).with_header(TOTAL_HEADER, total))
 }
 
@@ -80,7 +79,7 @@ pub async fn list(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, A
     ))]
 pub async fn one(State(st): State<Arc<AppState>>, Segment(id): Segment) -> Result<Reply, ApiError> {
     let s = st.host.session(&id)?;
-    Ok(Reply::ok(&SessionJson::new(&s, crate::time::now())))
+    Ok(Reply::ok(&SessionJson::new(&s)))
 }
 
 /// Releases a session early (not in the spec; design §5). 202 with `Updated`.
@@ -111,9 +110,8 @@ pub async fn close(
     ))]
 pub async fn connections(State(st): State<Arc<AppState>>, p: Params) -> Result<Reply, ApiError> {
     let (offset, limit) = page(&p)?;
-    let now = crate::time::now();
     let (page, total) = st.host.connections(offset, limit);
-    let connections = page.iter().map(|c| ConnectionJson::new(c, now)).collect();
+    let connections = page.iter().map(ConnectionJson::new).collect();
     Ok(Reply::ok(&ConnectionList { connections }).with_header(TOTAL_HEADER, total))
 }
 
@@ -131,7 +129,7 @@ pub async fn connection(
     Segment(id): Segment,
 ) -> Result<Reply, ApiError> {
     let c = st.host.connection(&id)?;
-    Ok(Reply::ok(&ConnectionJson::new(&c, crate::time::now())))
+    Ok(Reply::ok(&ConnectionJson::new(&c)))
 }
 
 fn parse_request(

@@ -236,14 +236,13 @@ impl Updated {
     }
 }
 
-/// "True"/"False": sessions and connections carry `Expired` as a string.
-fn flag(b: bool) -> &'static str {
-    if b {
-        "True"
-    } else {
-        "False"
-    }
-}
+/// `Expired` of a session or connection, a string on the wire. Always "False": the host hands
+/// out only leases that have not ended — each ended one is purged, on the monotonic clock,
+/// before any lookup or list. `ExpireTime` is the wall-clock display of the lease, truncated to
+/// milliseconds and moved by any step of the wall clock, so comparing it with the wall clock
+/// called live leases expired (in their last millisecond, or for an hour after the clock was
+/// set an hour ahead) while the host still counted them.
+const LIVE: &str = "False";
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -272,7 +271,7 @@ pub struct SessionJson {
 }
 
 impl SessionJson {
-    pub fn new(s: &Session, now: Timestamp) -> SessionJson {
+    pub fn new(s: &Session) -> SessionJson {
         SessionJson {
             id: s.id.clone(),
             session_number: s.number.to_string(),
@@ -285,7 +284,7 @@ impl SessionJson {
             session_connection: s.connection_id.clone(),
             access_code: s.access_code.clone(),
             expire_time: s.expires,
-            expired: flag(s.expires <= now),
+            expired: LIVE,
             key_id: s.key_id.clone(),
             used_licence: s.key_no,
             client_session_id: s.client_session_id.clone(),
@@ -333,7 +332,7 @@ pub struct ConnectionJson {
 
 impl ConnectionJson {
     /// External-API clients do not report their OS, process or platform; those stay `null`.
-    pub fn new(c: &Connection, now: Timestamp) -> ConnectionJson {
+    pub fn new(c: &Connection) -> ConnectionJson {
         ConnectionJson {
             id: c.id.clone(),
             peer_ip: c.peer_ip.to_string(),
@@ -351,7 +350,7 @@ impl ConnectionJson {
             version: c.version.clone(),
             key_id: c.key_id.clone(),
             expire_time: c.expires,
-            expired: flag(c.expires <= now),
+            expired: LIVE,
         }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod centre;
+pub mod licence;
 pub mod net;
 pub mod pki;
 pub mod umockdev;
