@@ -759,9 +759,10 @@ async fn full_proof_tables_let_new_keys_through_untracked() {
     }
 }
 
-/// Challenges: only for a code that exists and is not yet activated (anything else is a
-/// failed proof), at most 3 outstanding per code (429), a per-client rate, and a cap on
-/// outstanding ones in all (503 when full, logged once a minute).
+/// Challenges: only for a code that exists (an unknown one is a failed proof; an activated
+/// one gets a challenge, so a USB key whose activation was cut off can fetch its licence), at
+/// most 3 outstanding per code (429), a per-client rate, and a cap on outstanding ones in all
+/// (503 when full, logged once a minute).
 #[tokio::test]
 async fn challenges_are_rationed() {
     let c = centre(
@@ -770,7 +771,7 @@ async fn challenges_are_rationed() {
             "--challenges-per-minute",
             "4",
             "--max-challenges",
-            "5",
+            "6",
             "--proof-max-failures",
             "3",
         ],
@@ -797,16 +798,17 @@ async fn challenges_are_rationed() {
     )
     .await;
     assert_eq!((s, j["reason"].as_str()), (400, Some("invalid")), "{j}");
-    // An unknown code and an activated one get the same answer, and count as failed proofs:
-    // the third locks the client out, however good its next code.
+    // An activated code gets a challenge like any issued one (it says nothing of the
+    // activation); activating with it answers only the key the code was activated for.
     let (used, _) = activated(&c, None, None, 3, &"U".repeat(40)).await;
-    let unknown = ask("127.0.0.2", json!(a_code())).await;
-    let activated_ = ask("127.0.0.2", json!(used)).await;
-    assert_eq!((unknown.0, activated_.0), (404, 404));
-    assert_eq!(unknown.1, activated_.1, "one answer for both");
-    assert_eq!(unknown.1["reason"], "unknown_code");
-    let (s, _, _) = ask("127.0.0.2", json!(a_code())).await;
-    assert_eq!(s, 404);
+    let (s, j, _) = ask("127.0.0.9", json!(used)).await;
+    assert_eq!(s, 200, "{j}");
+    // An unknown code counts as a failed proof: the third locks the client out, however good
+    // its next code.
+    for _ in 0..3 {
+        let (s, j, _) = ask("127.0.0.2", json!(a_code())).await;
+        assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_code")), "{j}");
+    }
     let good = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
     let (s, j, retry) = ask("127.0.0.2", json!(good)).await;
     assert_eq!((s, j["reason"].as_str()), (429, Some("throttled")), "{j}");
@@ -829,8 +831,9 @@ async fn challenges_are_rationed() {
     let retry: u64 = retry.expect("Retry-After").parse().expect("seconds");
     assert!((1..=300).contains(&retry), "{retry}");
 
-    // Per client: 4 a minute, whatever the codes. In all: 5 outstanding (3 + 2: so none
-    // was issued for the refused requests above), then 503 — logged once however often.
+    // Per client: 4 a minute, whatever the codes. In all: 6 outstanding (the activated
+    // code's 1 + 3 + 2: so none was issued for the refused requests above), then 503 —
+    // logged once however often.
     let mut codes = Vec::new();
     for _ in 0..3 {
         codes.push(c.code(json!({"key_id": "672B", "licence_count": 1})).await);

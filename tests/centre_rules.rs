@@ -460,8 +460,7 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
             .expect("code")
     };
 
-    // No challenge without a code the centre issued and has not seen activated: one answer
-    // for both, a failed proof.
+    // No challenge without a code the centre issued: a failed proof.
     let unknown = ActivationCode::generate();
     assert!(matches!(
         centre.issue_challenge(&unknown).await,
@@ -496,10 +495,36 @@ async fn challenges(url: &str, sim_dir: &std::path::Path) {
             .activate(&online(&code_b, p, DeviceChallenge::Issued(c)))
             .await,
     );
-    // An activated code gets no more challenges (the same answer as an unknown one).
+    // An activated code still gets challenges (a key whose activation was cut off fetches
+    // its licence with one), but only the key it was activated for gets the licence: that
+    // key again (still blank) is answered with the same licence, another blank is refused.
+    let (c2, _) = centre
+        .issue_challenge(&code)
+        .await
+        .expect("challenge again");
+    let again = centre
+        .activate(&online(
+            &code,
+            blank.attest(&c2).expect("attest"),
+            DeviceChallenge::Issued(c2),
+        ))
+        .await
+        .expect("the same key again");
+    assert_eq!(
+        (again.0.key_no, again.0.binding),
+        (t.key_no, Binding::Device(910))
+    );
+    let mut other = sim.plug(911).expect("plug");
+    let (c3, _) = centre.issue_challenge(&code).await.expect("challenge");
+    let mut req = online(
+        &code,
+        other.attest(&c3).expect("attest"),
+        DeviceChallenge::Issued(c3),
+    );
+    req.binding = Binding::Device(911);
     assert!(matches!(
-        centre.issue_challenge(&code).await,
-        Err(CentreError::NoChallenge)
+        centre.activate(&req).await,
+        Err(CentreError::AlreadyActivated)
     ));
 
     // Many parallel uses of one challenge (its code, same proof): exactly one wins.

@@ -787,26 +787,26 @@ impl Centre {
     }
 
     /// A fresh attestation challenge for activating `code` onto a blank USB key, and when it
-    /// expires. Only for a code this centre issued that is not yet activated (else
-    /// [`CentreError::NoChallenge`], a failed proof), so nobody without one can fill the
-    /// table; at most `max_challenges_per_code` are outstanding per code
-    /// ([`CentreError::ChallengesForCode`]) and `max_challenges` in all (`ChallengesFull`,
-    /// a last resort). Expired ones are purged first.
+    /// expires. Only for a code this centre issued (else [`CentreError::NoChallenge`], a
+    /// failed proof), so nobody without one can fill the table; at most
+    /// `max_challenges_per_code` are outstanding per code ([`CentreError::ChallengesForCode`])
+    /// and `max_challenges` in all (`ChallengesFull`, a last resort). Expired ones are purged
+    /// first.
+    ///
+    /// An activated code gets one too: an activation onto a USB key that was cut off after
+    /// the centre recorded it (a crash, an unplug) leaves the key blank, and the same key
+    /// proving itself again is how it fetches its licence — the activation answers only that
+    /// key, with the ITN and IEC it was activated for. The answer says nothing of whether the
+    /// code is activated, or where.
     pub async fn issue_challenge(
         &self,
         code: &ActivationCode,
     ) -> Result<([u8; 32], Timestamp), CentreError> {
-        let row = sqlx::query(
-            "SELECT a.code AS used FROM codes c LEFT JOIN activations a ON a.code = c.code \
-             WHERE c.code = $1",
-        )
-        .bind(code.to_string())
-        .fetch_optional(&self.db)
-        .await?
-        .ok_or(CentreError::NoChallenge)?;
-        if row.try_get::<Option<String>, _>("used")?.is_some() {
-            return Err(CentreError::NoChallenge);
-        }
+        sqlx::query("SELECT code FROM codes WHERE code = $1")
+            .bind(code.to_string())
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or(CentreError::NoChallenge)?;
         let now = time::now();
         let ttl = chrono::Duration::from_std(self.challenge_ttl)
             .unwrap_or_else(|_| chrono::Duration::seconds(300));
