@@ -33,6 +33,9 @@ pub const LISTED: usize = 1000;
 
 pub struct Live {
     tx: Arc<watch::Sender<[u8; 32]>>,
+    /// Turns true when the server is asked to stop: open streams end at once, so a shutdown
+    /// does not wait out its timeout for pages left open.
+    stopping: watch::Sender<bool>,
     watcher: OnceLock<()>,
     streams: Arc<Semaphore>,
     /// Below the server's idle timeout, so an open stream is never cut as idle.
@@ -69,6 +72,7 @@ impl Live {
     pub fn new(keep_alive: Duration) -> Live {
         Live {
             tx: Arc::new(watch::channel([0; 32]).0),
+            stopping: watch::channel(false).0,
             watcher: OnceLock::new(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             keep_alive: keep_alive.clamp(Duration::from_millis(50), Duration::from_secs(15)),
@@ -79,6 +83,23 @@ impl Live {
     fn subscribe(&self, host: &Arc<Host>) -> watch::Receiver<[u8; 32]> {
         self.watcher.get_or_init(|| {
             self.tx.send_replace(digest(host));
+            let stopping = self.stopping.clone();
+            tokio::spawn(async move {
+                let term = async {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    match signal(SignalKind::terminate()) {
+                        Ok(mut s) => {
+                            s.recv().await;
+                        }
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    () = term => {}
+                }
+                stopping.send_replace(true);
+            });
             let tx = Arc::downgrade(&self.tx);
             let host = host.clone();
             tokio::spawn(async move {
@@ -101,6 +122,7 @@ impl Live {
 
 struct Stream {
     rx: watch::Receiver<[u8; 32]>,
+    stopping: watch::Receiver<bool>,
     console: Arc<Console>,
     token: String,
     until: tokio::time::Instant,
@@ -120,6 +142,7 @@ pub async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
     };
     let st = Stream {
         rx: c.live.subscribe(&c.api.host),
+        stopping: c.live.stopping.subscribe(),
         console: c.clone(),
         token,
         until: tokio::time::Instant::now() + MAX_STREAM_LIFE,
@@ -127,6 +150,9 @@ pub async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         loop {
+            if *st.stopping.borrow() {
+                return None;
+            }
             tokio::select! {
                 changed = st.rx.changed() => {
                     changed.ok()?;
@@ -139,6 +165,7 @@ pub async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
                     }
                 }
                 () = tokio::time::sleep_until(st.until) => return None,
+                _ = st.stopping.changed() => return None,
             }
         }
     });
