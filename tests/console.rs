@@ -1596,6 +1596,33 @@ async fn in_a_real_browser() {
         assert_eq!(text_of(&b, "#memory-value").await, "из браузера");
         shot(&b, "key").await;
         check_page(&b, "key").await;
+        // A form whose token was tampered with (as a forged one would be) is refused in the
+        // browser too, and the memory keeps its value.
+        b.execute(
+            "document.querySelector('#memory-write input[name=csrf]').value = 'forged'; \
+             document.getElementById('w-value').value = 'forged'; return null;",
+            vec![],
+        )
+        .await
+        .expect("tamper");
+        b.find(Css("#memory-write button"))
+            .await
+            .expect("btn")
+            .click()
+            .await
+            .expect("click");
+        assert!(text_of(&b, "#message").await.contains("security token"));
+        shot(&b, "refused").await;
+        let errors = page_errors(&b).await;
+        assert!(errors.len() == 1 && errors[0].contains("403"), "{errors:?}");
+        let r = s
+            .call(
+                "GET",
+                &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+                Some(json!({"Password": ""})),
+            )
+            .await;
+        assert_eq!(r.json()["Value"], "из браузера");
 
         // A session opened through the API, released from the console.
         let r = s

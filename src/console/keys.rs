@@ -31,6 +31,9 @@ pub struct KeyRow {
     pub support_end: String,
 }
 
+/// What an empty date cell shows for a key that has terms.
+const NONE: &str = "—";
+
 fn used_by_key(c: &Console) -> HashMap<u64, usize> {
     let (sessions, _) = c.api.host.sessions(0, usize::MAX);
     let mut used = HashMap::new();
@@ -60,13 +63,20 @@ fn key_row(t: super::i18n::Tr, e: &LicenceEntry, used: &HashMap<u64, usize>) -> 
         free: count
             .map(|n| n.saturating_sub(used).to_string())
             .unwrap_or_default(),
-        expires: date(v.as_ref().and_then(|v| v.expire_date)),
+        // A licence without an end says so; a blank key has no dates at all.
+        expires: match &v {
+            Some(v) if v.expire_date.is_none() => t.s("keys.no_end").to_owned(),
+            v => date(v.as_ref().and_then(|v| v.expire_date)),
+        },
         days_left: v
             .as_ref()
             .and_then(|v| v.days_left)
             .map(|d| d.to_string())
             .unwrap_or_default(),
-        support_end: date(e.terms.as_ref().and_then(|t| t.support_end_date)),
+        support_end: match &e.terms {
+            Some(t) if t.support_end_date.is_none() => NONE.to_owned(),
+            t => date(t.as_ref().and_then(|t| t.support_end_date)),
+        },
     }
 }
 
