@@ -32,7 +32,12 @@ document.addEventListener("DOMContentLoaded", function () {
     fetch(location.pathname + location.search, {
       credentials: "same-origin", cache: "no-store", headers: { "X-KB-Refresh": "1" }
     })
-      .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
+      .then(function (r) {
+        // The session ended (logged out elsewhere, idle, a password change): say so by
+        // showing the login page rather than a page that no longer changes.
+        if (r.redirected && new URL(r.url).pathname === "/login") location.assign("/login");
+        return r.ok && !r.redirected ? r.text() : null;
+      })
       .then(function (text) {
         if (!text) return;
         var doc = new DOMParser().parseFromString(text, "text/html");
@@ -54,8 +59,9 @@ document.addEventListener("DOMContentLoaded", function () {
     if (polling) { clearInterval(polling); polling = null; }
   });
   events.addEventListener("error", function () {
-    // Closed for good (logged out: 204; too many streams: 503): poll while the page lives.
-    if (events.readyState === EventSource.CLOSED) poll();
+    // Closed for good: the session ended (204; the refresh then goes to the login page), or
+    // too many streams are open (503): poll while the page lives.
+    if (events.readyState === EventSource.CLOSED) { refresh(); poll(); }
   });
   window.addEventListener("pagehide", function () { events.close(); });
 });

@@ -1803,7 +1803,39 @@ async fn in_a_real_browser() {
             .await
             .expect("click");
         assert_eq!(text_of(&b, "nav a[href='/keys']").await, "Keys");
+        let errors = page_errors(&b).await;
+        assert!(errors.is_empty(), "{errors:?}");
 
+        // The browser's session ended elsewhere (its cookie logged out over plain HTTP): the
+        // open Devices page goes to the login page by itself, and the cookie opens nothing.
+        b.goto(&format!("{base}/devices")).await.expect("goto");
+        text_of(&b, "#devices").await;
+        let cookie = b
+            .get_named_cookie("kb_session")
+            .await
+            .expect("the session cookie");
+        assert_eq!(cookie.http_only(), Some(true));
+        let pair = format!("kb_session={}", cookie.value());
+        let c = no_redirects();
+        let (_, body) = page(&c, &base, &pair, "/keys").await;
+        let csrf = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("csrf")
+            .to_owned();
+        let (status, _) = post(&c, &base, &pair, "/logout", &[("csrf", csrf.as_str())]).await;
+        assert_eq!(status, 303);
+        let mut at_login = false;
+        for _ in 0..100 {
+            if b.current_url().await.expect("url").path() == "/login" {
+                at_login = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(at_login, "the page did not notice its session had ended");
+        assert_eq!(page(&c, &base, &pair, "/keys").await.0, 303);
         let errors = page_errors(&b).await;
         assert!(errors.is_empty(), "{errors:?}");
     };
