@@ -761,10 +761,10 @@ async fn a_password_change_applies_at_once_and_ends_older_sessions() {
     )
     .await;
     assert_eq!(status, 200);
+    let m = message(&body);
     assert!(
-        body.contains("Applied now: [api] enabled"),
-        "{}",
-        &body[body.find("id=\"message\"").unwrap_or(0)..][..400.min(body.len())]
+        m.starts_with("ok") && m.contains("Applied now: [api] enabled"),
+        "{m}"
     );
     s.get("/api/licences")
         .await
@@ -1175,6 +1175,174 @@ async fn the_event_stream_says_when_something_changes() {
         .await
         .expect("events");
     assert_eq!(r.status(), 204);
+}
+
+/// A fresh demo activation code of this server's demo centre.
+fn fresh_code(s: &Server) -> String {
+    let out = Command::new(BIN)
+        .args(["centre", "code-list", "--data"])
+        .arg(s.data.join("demo"))
+        .output()
+        .expect("code-list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with("\tnew"))
+        .filter_map(|l| l.split('\t').next())
+        .next()
+        .expect("a fresh code")
+        .to_owned()
+}
+
+/// The message a page shows, from its class (`ok …` or `error …`) to its end: its text and
+/// detail.
+fn message(body: &str) -> String {
+    body.split("<div class=\"message ")
+        .nth(1)
+        .and_then(|m| m.split("</div>").next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Activation onto this machine, the centre's refusal in words (both languages), update and
+/// restore, and the memory's passwords and reset — each from the console, each in the audit.
+#[tokio::test]
+async fn activation_and_memory_from_the_console() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (session, csrf) = http_login(&c, base).await;
+    let before = s.get("/api/licences").await.json()["Licences"]
+        .as_array()
+        .expect("list")
+        .len();
+    let code = fresh_code(&s);
+    let activate = |target: &'static str, itn: &'static str, lang: &'static str| {
+        let c = c.clone();
+        let cookie = format!("{session}; kb_lang={lang}");
+        let form = vec![
+            ("csrf", csrf.clone()),
+            ("code", code.clone()),
+            ("target", target.to_owned()),
+            ("itn", itn.to_owned()),
+        ];
+        async move {
+            let r = c
+                .post(format!("{base}/activation"))
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .expect("activate");
+            assert_eq!(r.status(), 200);
+            message(&r.text().await.expect("body"))
+        }
+    };
+    let m = activate("computer", "1234567890", "en").await;
+    assert!(m.starts_with("ok") && m.contains("Activated: key"), "{m}");
+    let after = s.get("/api/licences").await.json()["Licences"]
+        .as_array()
+        .expect("list")
+        .len();
+    assert_eq!(after, before + 1);
+    // The same code for another ITN: the centre refuses, and the page says why in words, in
+    // the reader's language, with the centre's own message as the detail.
+    let en = activate("computer", "7707083893", "en").await;
+    assert!(
+        en.starts_with("error") && en.contains("The licensing centre refused:"),
+        "{en}"
+    );
+    assert!(en.contains("id=\"message-detail\""), "{en}");
+    let ru = activate("computer", "7707083893", "ru").await;
+    assert!(ru.contains("Центр лицензирования отказал:"), "{ru}");
+    for m in [&en, &ru] {
+        let text = m.split("id=\"message-detail\"").next().unwrap_or("");
+        for code in [
+            "itn_mismatch",
+            "already_activated",
+            "unknown_code",
+            "unknown_licence",
+        ] {
+            assert!(!text.contains(code), "a reason code, not words: {m}");
+        }
+    }
+    // Update and restore every licence.
+    let (status, body) = post(
+        &c,
+        base,
+        &session,
+        "/activation/update",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let m = message(&body);
+    assert!(
+        m.starts_with("ok") && m.contains("The centre answered for") && m.contains("refused: 0"),
+        "{m}"
+    );
+
+    // The memory's passwords changed, then used; a reset (confirmed) clears both.
+    let key = format!("/keys/{SOFTWARE_KEY}");
+    let mem = |fields: Vec<(&'static str, &'static str)>| {
+        let c = c.clone();
+        let session = session.clone();
+        let url = format!("{base}{key}");
+        let mut form: Vec<(&str, String)> = vec![("csrf", csrf.clone())];
+        form.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
+        async move {
+            let r = c
+                .post(url)
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("body")
+        }
+    };
+    let m = message(
+        &mem(vec![
+            ("action", "passwords"),
+            ("read", ""),
+            ("write", ""),
+            ("new_read", "r-secret"),
+            ("new_write", "w-secret"),
+        ])
+        .await,
+    );
+    assert!(m.contains("The passwords were changed."), "{m}");
+    let m = message(&mem(vec![("action", "write"), ("password", ""), ("value", "x")]).await);
+    assert!(m.contains("Wrong password"), "{m}");
+    let m = message(
+        &mem(vec![
+            ("action", "write"),
+            ("password", "w-secret"),
+            ("value", "kept"),
+        ])
+        .await,
+    );
+    assert!(m.contains("The memory was written."), "{m}");
+    let body = mem(vec![("action", "read"), ("password", "r-secret")]).await;
+    assert!(
+        body.contains("id=\"memory-value\">kept<"),
+        "{}",
+        message(&body)
+    );
+    let m = message(&mem(vec![("action", "reset"), ("confirm", "yes")]).await);
+    assert!(m.contains("The memory was reset."), "{m}");
+    let body = mem(vec![("action", "read"), ("password", "")]).await;
+    assert!(body.contains("id=\"memory-value\"><"), "{}", message(&body));
+    let audit = std::fs::read_to_string(s.data.join("console-audit.log")).expect("audit");
+    for action in [
+        "activate onto computer",
+        "update and restore all licences",
+        "memory passwords, key 7131766",
+        "memory reset, key 7131766",
+    ] {
+        assert!(audit.contains(action), "{action} not in {audit}");
+    }
+    assert!(!audit.contains("secret"), "a password in the audit log");
 }
 
 // ------------------------------------------------------------------ the browser
