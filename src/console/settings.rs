@@ -333,6 +333,33 @@ fn save_file(path: &Path, f: &SettingsForm) -> Result<Saved, Refused> {
     })
 }
 
+/// One save at a time: each reads the file, edits and writes it, then applies it, so two
+/// browsers saving at once can neither lose one's change nor leave the running values those
+/// of the file's older version.
+static SAVING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Writes the form and applies what can change while serving: the API switch, and the
+/// credentials (every console session ends; the returned token is this browser's new one).
+/// Blocking: called on the blocking pool.
+fn save_and_apply(c: &Console, f: &SettingsForm) -> Result<(Saved, Option<String>), Refused> {
+    let _one = SAVING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let saved = save_file(&c.config_path, f)?;
+    if saved.changed.is_empty() {
+        return Ok((saved, None));
+    }
+    c.api
+        .api_enabled
+        .store(saved.effective.api.enabled, Ordering::Relaxed);
+    let fresh = saved.credentials.as_ref().map(|(user, hash)| {
+        c.api.auth.set_credentials(user.clone(), hash.clone());
+        c.sessions.end_all();
+        c.sessions.create(user)
+    });
+    Ok((saved, fresh))
+}
+
 pub async fn save(
     State(c): State<Arc<Console>>,
     Extension(cur): Extension<Current>,
@@ -375,11 +402,11 @@ pub async fn save(
         c.record(&cur, "settings".into(), m.outcome()).await;
         return page(&c, &headers, &cur, Some(m)).await;
     }
-    let path = c.config_path.clone();
-    let done = tokio::task::spawn_blocking(move || save_file(&path, &f))
+    let console = c.clone();
+    let done = tokio::task::spawn_blocking(move || save_and_apply(&console, &f))
         .await
         .map_err(|e| ConsoleError::Internal(e.to_string()))?;
-    let saved = match done {
+    let (saved, fresh) = match done {
         Ok(s) => s,
         Err(r) => {
             let m = said(t, r);
@@ -397,17 +424,6 @@ pub async fn save(
             Some(Message::ok(t.s("settings.unchanged"))),
         )
         .await;
-    }
-    // Applied now: the switch, and the credentials (every other console session ends; this
-    // browser gets a fresh one under the new user name).
-    c.api
-        .api_enabled
-        .store(saved.effective.api.enabled, Ordering::Relaxed);
-    let mut fresh = None;
-    if let Some((user, hash)) = saved.credentials {
-        c.api.auth.set_credentials(user.clone(), hash);
-        c.sessions.end_all();
-        fresh = Some(c.sessions.create(&user));
     }
     let (now, later): (Vec<&str>, Vec<&str>) = saved.changed.iter().partition(|k| LIVE.contains(k));
     let mut text = t.f("settings.saved", &[&saved.changed.join(", ")]);
