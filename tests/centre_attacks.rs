@@ -807,7 +807,11 @@ async fn challenges_are_rationed() {
     // its next code.
     for _ in 0..3 {
         let (s, j, _) = ask("127.0.0.2", json!(a_code())).await;
-        assert_eq!((s, j["reason"].as_str()), (404, Some("unknown_code")), "{j}");
+        assert_eq!(
+            (s, j["reason"].as_str()),
+            (404, Some("unknown_code")),
+            "{j}"
+        );
     }
     let good = c.code(json!({"key_id": "672B", "licence_count": 1})).await;
     let (s, j, retry) = ask("127.0.0.2", json!(good)).await;

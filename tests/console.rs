@@ -547,6 +547,804 @@ async fn a_disabled_console_is_not_there() {
     assert_eq!(s.get("/api/licences").await.status, 200);
 }
 
+/// A console page with a session cookie: status and body.
+async fn page(c: &reqwest::Client, base: &str, session: &str, path: &str) -> (u16, String) {
+    let r = c
+        .get(format!("{base}{path}"))
+        .header("cookie", session)
+        .send()
+        .await
+        .expect("get");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// A form posted with a session cookie: status and body.
+async fn post(
+    c: &reqwest::Client,
+    base: &str,
+    session: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let r = c
+        .post(format!("{base}{path}"))
+        .header("cookie", session)
+        .form(form)
+        .send()
+        .await
+        .expect("post");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// The `kb_session=…` pair a response sets, if it sets one.
+fn session_set(r: &reqwest::Response) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("kb_session=") && !v.contains("Max-Age=0"))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
+}
+
+/// Attacks on the session: a planted session id, another session's CSRF token, a flood of
+/// logins, and the address the audit log gives for a change.
+#[tokio::test]
+async fn sessions_are_rotated_bound_and_bounded() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (a, a_csrf) = http_login(&c, base).await;
+
+    // Session fixation: a browser that already holds a session id (planted or its own) gets a
+    // new one at login, and the old one ends.
+    let (token, login_cookie) = login_token(&c, base).await;
+    let r = c
+        .post(format!("{base}/login"))
+        .header("cookie", format!("{login_cookie}; {a}"))
+        .form(&[("csrf", token.as_str()), ("user", USER), ("password", PASS)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    let b = session_set(&r).expect("a new session");
+    assert_ne!(a, b, "the session id was not rotated at login");
+    assert_eq!(
+        page(&c, base, &a, "/keys").await.0,
+        303,
+        "the old id lives on"
+    );
+    assert_eq!(page(&c, base, &b, "/keys").await.0, 200);
+
+    // Another session's CSRF token is no token: 403, the memory untouched.
+    let (b2, _) = http_login(&c, base).await;
+    let (status, body) = post(
+        &c,
+        base,
+        &b2,
+        &format!("/keys/{SOFTWARE_KEY}"),
+        &[
+            ("csrf", a_csrf.as_str()),
+            ("action", "write"),
+            ("password", ""),
+            ("value", "stolen"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("security token"), "{body}");
+    let r = s
+        .call(
+            "GET",
+            &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+            Some(json!({"Password": ""})),
+        )
+        .await;
+    assert_eq!(r.json()["Value"], "");
+    // A cross-site form carries no cookie (SameSite=Strict): it meets the login page.
+    let r = c
+        .post(format!("{base}/keys/{SOFTWARE_KEY}"))
+        .header("origin", "https://evil.example")
+        .form(&[("action", "reset"), ("confirm", "yes")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+
+    // The audit log gives the address of the request that made the change, not the login's.
+    let from2 = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let b2_csrf = {
+        let (_, body) = page(&from2, base, &b2, "/keys").await;
+        body.split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("csrf")
+            .to_owned()
+    };
+    let (status, _) = post(
+        &from2,
+        base,
+        &b2,
+        &format!("/keys/{SOFTWARE_KEY}"),
+        &[
+            ("csrf", b2_csrf.as_str()),
+            ("action", "write"),
+            ("password", ""),
+            ("value", "from .2"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let audit = std::fs::read_to_string(s.data.join("console-audit.log")).expect("audit");
+    let line = audit
+        .lines()
+        .rev()
+        .find(|l| l.contains("memory write"))
+        .expect("logged");
+    assert!(line.contains("\"from\":\"127.0.0.2\""), "{line}");
+
+    // A flood of logins (the right password, in parallel): the table keeps 64 sessions, the
+    // least recently used go first.
+    let logins = (0..80).map(|_| {
+        let c = c.clone();
+        async move {
+            let (token, cookie) = login_token(&c, base).await;
+            let r = c
+                .post(format!("{base}/login"))
+                .header("cookie", &cookie)
+                .form(&[("csrf", token.as_str()), ("user", USER), ("password", PASS)])
+                .send()
+                .await
+                .expect("login");
+            session_set(&r)
+        }
+    });
+    let made: Vec<String> = futures::future::join_all(logins)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(made.len(), 80);
+    let mut live = 0;
+    for m in made.iter().chain([&b, &b2]) {
+        if page(&c, base, m, "/keys").await.0 == 200 {
+            live += 1;
+        }
+    }
+    assert!(live <= 64, "{live} sessions live");
+    assert_eq!(
+        page(&c, base, &b, "/keys").await.0,
+        303,
+        "b outlived the flood"
+    );
+}
+
+/// Settings that apply while serving: the API switch at once, and a password change at once —
+/// which also ends every console session from before it (a stolen cookie dies with the old
+/// password) while the browser that made it goes on.
+#[tokio::test]
+async fn a_password_change_applies_at_once_and_ends_older_sessions() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (old, _) = http_login(&c, base).await;
+    let (mine, csrf) = http_login(&c, base).await;
+    let form = |enabled: bool, new: &'static str, current: &'static str| {
+        let mut f = vec![
+            ("csrf", csrf.clone()),
+            ("user", USER.to_owned()),
+            ("session_seconds", "300".to_owned()),
+            ("new_password", new.to_owned()),
+            ("repeat_password", new.to_owned()),
+            ("current_password", current.to_owned()),
+        ];
+        if enabled {
+            f.push(("api_enabled", "on".to_owned()));
+        }
+        f
+    };
+    // The API switch, off and on, without a restart.
+    let (status, body) = post(
+        &c,
+        base,
+        &mine,
+        "/settings",
+        &form(false, "", PASS)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let m = message(&body);
+    assert!(
+        m.starts_with("ok") && m.contains("Applied now: [api] enabled"),
+        "{m}"
+    );
+    s.get("/api/licences")
+        .await
+        .assert_error(503, "EAPIDisabled");
+    assert_eq!(
+        page(&c, base, &mine, "/keys").await.0,
+        200,
+        "the console is not the API"
+    );
+    let (status, _) = post(
+        &c,
+        base,
+        &mine,
+        "/settings",
+        &form(true, "", PASS)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.get("/api/licences").await.status, 200);
+
+    // Too short a password is refused and nothing is written.
+    let before = std::fs::read_to_string(&s.config).expect("config");
+    let (_, body) = post(
+        &c,
+        base,
+        &mine,
+        "/settings",
+        &form(true, "short", PASS)
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(body.contains("class=\"message error\""));
+    assert_eq!(std::fs::read_to_string(&s.config).expect("config"), before);
+
+    // A new password: applied at once.
+    let r = c
+        .post(format!("{base}/settings"))
+        .header("cookie", &mine)
+        .form(&form(true, "a-new-password", PASS))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let fresh = session_set(&r).expect("this browser's new session");
+    let body = r.text().await.expect("body");
+    assert!(body.contains("[api] password_hash"), "{body}");
+    let config = std::fs::read_to_string(&s.config).expect("config");
+    assert!(config.contains("password_hash"), "{config}");
+    assert!(
+        !config.contains("a-new-password"),
+        "the password itself was written"
+    );
+    // Every session from before is over, the one that made the change too; its new one works.
+    assert_eq!(page(&c, base, &old, "/keys").await.0, 303);
+    assert_eq!(page(&c, base, &mine, "/keys").await.0, 303);
+    assert_eq!(page(&c, base, &fresh, "/keys").await.0, 200);
+    // The API: the old password no longer, the new one at once.
+    let r = s
+        .request("GET", "/api/licences", None, Some((USER, PASS)), None)
+        .await;
+    assert_eq!(r.status, 401);
+    let r = s
+        .request(
+            "GET",
+            "/api/licences",
+            None,
+            Some((USER, "a-new-password")),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // And the console's login the same.
+    let (token, cookie) = login_token(&c, base).await;
+    let r = c
+        .post(format!("{base}/login"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", token.as_str()), ("user", USER), ("password", PASS)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 401);
+    let audit = std::fs::read_to_string(s.data.join("console-audit.log")).expect("audit");
+    assert!(audit.contains("[api] password_hash"), "{audit}");
+    assert!(
+        !audit.contains("a-new-password"),
+        "a password in the audit log"
+    );
+}
+
+/// What an outsider tries: markup through every field the pages show, oversized bodies, odd
+/// paths, a foreign Host header, framing and caching; the language from the browser.
+#[tokio::test]
+async fn output_is_escaped_and_requests_are_bounded() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (session, csrf) = http_login(&c, base).await;
+    const EVIL: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+    // Markup in user memory, a session's application and user name, a released session's id
+    // (which lands in the audit log) and a refused login's user name: shown as text only.
+    let r = s
+        .post(
+            &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+            json!({"Password": "", "Value": EVIL}),
+        )
+        .await;
+    assert!(r.status < 300, "{}", String::from_utf8_lossy(&r.body));
+    let r = s
+        .post(
+            "/api/sessions",
+            json!({"KeyID": KEY_ID, "ClientSessionID": "xss", "AppName": EVIL,
+                   "UserName": EVIL, "ComputerName": EVIL}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let (_, _) = post(
+        &c,
+        base,
+        &session,
+        "/sessions/release",
+        &[("csrf", csrf.as_str()), ("id", EVIL)],
+    )
+    .await;
+    let (token, cookie) = login_token(&c, base).await;
+    let r = c
+        .post(format!("{base}/login"))
+        .header("cookie", &cookie)
+        .form(&[("csrf", token.as_str()), ("user", EVIL), ("password", "x")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 401);
+    let (_, memory) = post(
+        &c,
+        base,
+        &session,
+        &format!("/keys/{SOFTWARE_KEY}"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("action", "read"),
+            ("password", ""),
+        ],
+    )
+    .await;
+    let shown = memory
+        .split("id=\"memory-value\">")
+        .nth(1)
+        .and_then(|v| v.split("</output>").next())
+        .unwrap_or_else(|| panic!("no value shown: {memory}"));
+    assert!(
+        shown.starts_with("&#60;script&#62;alert(1)&#60;") && !shown.contains('<'),
+        "{shown}"
+    );
+    for (path, body) in [
+        (format!("/keys/{SOFTWARE_KEY}"), memory),
+        (
+            "/sessions".into(),
+            page(&c, base, &session, "/sessions").await.1,
+        ),
+        (
+            format!("/keys/{SOFTWARE_KEY}"),
+            page(&c, base, &session, &format!("/keys/{SOFTWARE_KEY}"))
+                .await
+                .1,
+        ),
+        (
+            "/system".into(),
+            page(&c, base, &session, "/system").await.1,
+        ),
+    ] {
+        assert!(
+            !body.contains("<script>alert"),
+            "{path}: markup not escaped"
+        );
+        assert!(!body.contains("<img src=x"), "{path}: markup not escaped");
+    }
+    let system = page(&c, base, &session, "/system").await.1;
+    assert!(system.contains("release session"), "release not audited");
+    assert!(
+        system.contains("&#60;script&#62;alert(1)"),
+        "the audit shows nothing escaped"
+    );
+
+    // Bodies over 64 KiB are refused before they are read, and change nothing. (Just over
+    // the limit: the server answers without reading on, and a far larger body would meet a
+    // closed socket before its answer.)
+    let big = "x".repeat(100 * 1024);
+    let (status, body) = post(
+        &c,
+        base,
+        &session,
+        &format!("/keys/{SOFTWARE_KEY}"),
+        &[
+            ("csrf", csrf.as_str()),
+            ("action", "write"),
+            ("password", ""),
+            ("value", big.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(body.contains("too large"), "{body}");
+    let r = c
+        .post(format!("{base}/login"))
+        .form(&[("csrf", "x"), ("user", big.as_str()), ("password", "x")])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 413);
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.clone())
+        .part(
+            "licence",
+            reqwest::multipart::Part::bytes(vec![b'{'; 100 * 1024]).file_name("big.licence"),
+        );
+    let r = c
+        .post(format!("{base}/activation/import"))
+        .header("cookie", &session)
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 413);
+    let r = s
+        .call(
+            "GET",
+            &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+            Some(json!({"Password": ""})),
+        )
+        .await;
+    assert_eq!(r.json()["Value"], EVIL);
+
+    // Paths that are no key and no document (traversal included): 404 pages, nothing read.
+    for p in [
+        "/keys/..%2F..%2Fetc%2Fpasswd",
+        "/keys/7131766%2F..%2F..",
+        "/docs/..%2F..%2FCargo.toml",
+        "/docs/%2e%2e%2fsecurity",
+        "/docs/nothing",
+        "/lang/xx",
+    ] {
+        let (status, body) = page(&c, base, &session, p).await;
+        assert_eq!(status, 404, "{p}");
+        assert!(
+            body.contains("nothing here") && !body.contains("[package]"),
+            "{p}"
+        );
+    }
+    // A form the pages never send.
+    let (status, _) = post(
+        &c,
+        base,
+        &session,
+        &format!("/keys/{SOFTWARE_KEY}"),
+        &[("csrf", csrf.as_str()), ("action", "format-disk")],
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // A foreign name in Host (DNS rebinding) gets no console page, with or without a session.
+    for p in ["/login", "/keys"] {
+        let r = s
+            .raw(
+                "GET",
+                p,
+                None,
+                None,
+                &[("host", "evil.example"), ("cookie", session.as_str())],
+            )
+            .await;
+        assert_eq!(r.status, 421, "{p}");
+        assert!(!String::from_utf8_lossy(&r.body).contains("<html"), "{p}");
+    }
+
+    // Every page, error pages too: no framing, no caching, no sniffing, no referrer, the policy.
+    for p in [
+        "/keys",
+        "/keys?show=usb",
+        &format!("/keys/{SOFTWARE_KEY}"),
+        "/activation",
+        "/sessions",
+        "/devices",
+        "/settings",
+        "/system",
+        "/docs/console",
+        "/keys/0",
+        "/login",
+    ] {
+        let r = c
+            .get(format!("{base}{p}"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .expect("get");
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().expect("csp");
+        assert!(
+            csp.contains("frame-ancestors 'none'")
+                && csp.contains("script-src 'self'")
+                && !csp.contains("unsafe"),
+            "{p}: {csp}"
+        );
+        assert_eq!(h["x-frame-options"], "DENY", "{p}");
+        assert_eq!(h["cache-control"], "no-store", "{p}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{p}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{p}");
+        let body = r.text().await.expect("body");
+        assert!(
+            !body.contains(" style=") && !body.contains("<script>"),
+            "{p}"
+        );
+    }
+
+    // The language from the browser, until the switch says otherwise.
+    let r = c
+        .get(format!("{base}/login"))
+        .header("accept-language", "ru-RU,ru;q=0.9,en;q=0.5")
+        .send()
+        .await
+        .expect("login");
+    let body = r.text().await.expect("body");
+    assert!(
+        body.contains("lang=\"ru\"") && body.contains("Войти"),
+        "{body}"
+    );
+    let r = c
+        .get(format!("{base}/keys"))
+        .header("accept-language", "ru")
+        .header("cookie", format!("{session}; kb_lang=en"))
+        .send()
+        .await
+        .expect("keys");
+    assert!(r.text().await.expect("body").contains(">Keys<"));
+}
+
+/// The event stream says `change` when a session opens or a key is unplugged elsewhere; it
+/// needs a live session, and the streams are bounded.
+#[tokio::test]
+async fn the_event_stream_says_when_something_changes() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let r = c
+        .get(format!("{base}/events"))
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(r.status(), 204, "a stream without a session");
+    let (session, csrf) = http_login(&c, base).await;
+    let open = || {
+        c.get(format!("{base}/events"))
+            .header("cookie", &session)
+            .send()
+    };
+    let mut stream = open().await.expect("events");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    async fn next_change(r: &mut reqwest::Response) -> bool {
+        let mut seen = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !seen.contains("event: change") {
+            match tokio::time::timeout_at(deadline, r.chunk()).await {
+                Ok(Ok(Some(b))) => seen.push_str(&String::from_utf8_lossy(&b)),
+                _ => return false,
+            }
+        }
+        true
+    }
+    let r = s
+        .post(
+            "/api/sessions",
+            json!({"KeyID": KEY_ID, "ClientSessionID": "live", "AppName": "Live"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert!(
+        next_change(&mut stream).await,
+        "no change for a new session"
+    );
+    let out = s.cli(&["sim", "unplug", "--serial", &KEYED_SERIAL.to_string()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(next_change(&mut stream).await, "no change for an unplug");
+
+    // At most 16 streams: the 17th is told to poll instead.
+    let mut more = Vec::new();
+    for _ in 0..15 {
+        let r = open().await.expect("events");
+        assert_eq!(r.status(), 200);
+        more.push(r);
+    }
+    let r = open().await.expect("events");
+    assert_eq!(r.status(), 503);
+    drop(more);
+
+    // Logout ends the session; a new stream is refused (204: the browser stops asking).
+    let (status, _) = post(&c, base, &session, "/logout", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(status, 303);
+    let r = c
+        .get(format!("{base}/events"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("events");
+    assert_eq!(r.status(), 204);
+}
+
+/// A fresh demo activation code of this server's demo centre.
+fn fresh_code(s: &Server) -> String {
+    let out = Command::new(BIN)
+        .args(["centre", "code-list", "--data"])
+        .arg(s.data.join("demo"))
+        .output()
+        .expect("code-list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.ends_with("\tnew"))
+        .filter_map(|l| l.split('\t').next())
+        .next()
+        .expect("a fresh code")
+        .to_owned()
+}
+
+/// The message a page shows, from its class (`ok …` or `error …`) to its end: its text and
+/// detail.
+fn message(body: &str) -> String {
+    body.split("<div class=\"message ")
+        .nth(1)
+        .and_then(|m| m.split("</div>").next())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Activation onto this machine, the centre's refusal in words (both languages), update and
+/// restore, and the memory's passwords and reset — each from the console, each in the audit.
+#[tokio::test]
+async fn activation_and_memory_from_the_console() {
+    let s = Server::demo().await;
+    let base = &s.base;
+    let c = no_redirects();
+    let (session, csrf) = http_login(&c, base).await;
+    let before = s.get("/api/licences").await.json()["Licences"]
+        .as_array()
+        .expect("list")
+        .len();
+    let code = fresh_code(&s);
+    let activate = |target: &'static str, itn: &'static str, lang: &'static str| {
+        let c = c.clone();
+        let cookie = format!("{session}; kb_lang={lang}");
+        let form = vec![
+            ("csrf", csrf.clone()),
+            ("code", code.clone()),
+            ("target", target.to_owned()),
+            ("itn", itn.to_owned()),
+        ];
+        async move {
+            let r = c
+                .post(format!("{base}/activation"))
+                .header("cookie", cookie)
+                .form(&form)
+                .send()
+                .await
+                .expect("activate");
+            assert_eq!(r.status(), 200);
+            message(&r.text().await.expect("body"))
+        }
+    };
+    let m = activate("computer", "1234567890", "en").await;
+    assert!(m.starts_with("ok") && m.contains("Activated: key"), "{m}");
+    let after = s.get("/api/licences").await.json()["Licences"]
+        .as_array()
+        .expect("list")
+        .len();
+    assert_eq!(after, before + 1);
+    // The same code for another ITN: the centre refuses, and the page says why in words, in
+    // the reader's language, with the centre's own message as the detail.
+    let en = activate("computer", "7707083893", "en").await;
+    assert!(
+        en.starts_with("error") && en.contains("The licensing centre refused:"),
+        "{en}"
+    );
+    assert!(en.contains("id=\"message-detail\""), "{en}");
+    let ru = activate("computer", "7707083893", "ru").await;
+    assert!(ru.contains("Центр лицензирования отказал:"), "{ru}");
+    for m in [&en, &ru] {
+        let text = m.split("id=\"message-detail\"").next().unwrap_or("");
+        for code in [
+            "itn_mismatch",
+            "already_activated",
+            "unknown_code",
+            "unknown_licence",
+        ] {
+            assert!(!text.contains(code), "a reason code, not words: {m}");
+        }
+    }
+    // Update and restore every licence.
+    let (status, body) = post(
+        &c,
+        base,
+        &session,
+        "/activation/update",
+        &[("csrf", csrf.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let m = message(&body);
+    assert!(
+        m.starts_with("ok") && m.contains("The centre answered for") && m.contains("refused: 0"),
+        "{m}"
+    );
+
+    // The memory's passwords changed, then used; a reset (confirmed) clears both.
+    let key = format!("/keys/{SOFTWARE_KEY}");
+    let mem = |fields: Vec<(&'static str, &'static str)>| {
+        let c = c.clone();
+        let session = session.clone();
+        let url = format!("{base}{key}");
+        let mut form: Vec<(&str, String)> = vec![("csrf", csrf.clone())];
+        form.extend(fields.into_iter().map(|(k, v)| (k, v.to_owned())));
+        async move {
+            let r = c
+                .post(url)
+                .header("cookie", session)
+                .form(&form)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(r.status(), 200);
+            r.text().await.expect("body")
+        }
+    };
+    let m = message(
+        &mem(vec![
+            ("action", "passwords"),
+            ("read", ""),
+            ("write", ""),
+            ("new_read", "r-secret"),
+            ("new_write", "w-secret"),
+        ])
+        .await,
+    );
+    assert!(m.contains("The passwords were changed."), "{m}");
+    let m = message(&mem(vec![("action", "write"), ("password", ""), ("value", "x")]).await);
+    assert!(m.contains("Wrong password"), "{m}");
+    let m = message(
+        &mem(vec![
+            ("action", "write"),
+            ("password", "w-secret"),
+            ("value", "kept"),
+        ])
+        .await,
+    );
+    assert!(m.contains("The memory was written."), "{m}");
+    let body = mem(vec![("action", "read"), ("password", "r-secret")]).await;
+    assert!(
+        body.contains("id=\"memory-value\">kept<"),
+        "{}",
+        message(&body)
+    );
+    let m = message(&mem(vec![("action", "reset"), ("confirm", "yes")]).await);
+    assert!(m.contains("The memory was reset."), "{m}");
+    let body = mem(vec![("action", "read"), ("password", "")]).await;
+    assert!(body.contains("id=\"memory-value\"><"), "{}", message(&body));
+    let audit = std::fs::read_to_string(s.data.join("console-audit.log")).expect("audit");
+    for action in [
+        "activate onto computer",
+        "update and restore all licences",
+        "memory passwords, key 7131766",
+        "memory reset, key 7131766",
+    ] {
+        assert!(audit.contains(action), "{action} not in {audit}");
+    }
+    assert!(!audit.contains("secret"), "a password in the audit log");
+}
+
 // ------------------------------------------------------------------ the browser
 
 /// chromedriver in its own process group with the browsers it starts, and the browser's
@@ -677,6 +1475,99 @@ async fn text_of(b: &fantoccini::Client, css: &str) -> String {
     panic!("{css}: {last:?}");
 }
 
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+/// Keys typed into whatever has the focus (WebDriver's key codes for Tab, Enter).
+async fn type_keys(b: &fantoccini::Client, keys: &str) {
+    b.active_element()
+        .await
+        .expect("focused element")
+        .send_keys(keys)
+        .await
+        .expect("type");
+}
+
+/// Waits until nothing matches `css` (a live list dropped a row).
+async fn gone(b: &fantoccini::Client, css: &str) {
+    for _ in 0..100 {
+        if b.find_all(fantoccini::Locator::Css(css))
+            .await
+            .expect("find")
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{css} is still there");
+}
+
+/// The page's accessibility problems as the browser renders it: form controls without a
+/// label, links and buttons without a name, and visible text whose contrast with what is
+/// behind it is under 4.5:1 (WCAG AA).
+async fn a11y(b: &fantoccini::Client) -> Vec<String> {
+    const SCRIPT: &str = r#"
+      function rgb(c) {
+        var m = c.match(/rgba?\(([^)]+)\)/);
+        if (!m) return null;
+        var p = m[1].split(",").map(parseFloat);
+        return p.length > 3 && p[3] === 0 ? null : p;
+      }
+      function lum(p) {
+        var a = p.slice(0, 3).map(function (v) {
+          v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+        });
+        return 0.2126 * a[0] + 0.7152 * a[1] + 0.0722 * a[2];
+      }
+      function behind(el) {
+        for (var e = el; e; e = e.parentElement) {
+          var c = rgb(getComputedStyle(e).backgroundColor);
+          if (c) return c;
+        }
+        return [255, 255, 255];
+      }
+      var out = [];
+      document.querySelectorAll("body *").forEach(function (el) {
+        var own = Array.prototype.some.call(el.childNodes, function (n) {
+          return n.nodeType === 3 && n.textContent.trim();
+        });
+        if (!own || el.disabled || el.closest(".sr")) return;
+        var s = getComputedStyle(el), r = el.getBoundingClientRect();
+        if (s.visibility === "hidden" || r.width === 0 || r.height === 0) return;
+        var f = rgb(s.color);
+        if (!f) return;
+        var a = lum(f), b = lum(behind(el));
+        var ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+        if (ratio < 4.5) out.push("contrast " + ratio.toFixed(2) + ": " + el.tagName + " " +
+          el.textContent.trim().slice(0, 40));
+      });
+      document.querySelectorAll("input:not([type=hidden]), select, textarea").forEach(function (el) {
+        if (!(el.labels && el.labels.length) && !el.getAttribute("aria-label"))
+          out.push("no label: " + (el.id || el.name));
+      });
+      document.querySelectorAll("a[href], button").forEach(function (el) {
+        if (!el.textContent.trim() && !el.getAttribute("aria-label"))
+          out.push("no name: " + el.outerHTML.slice(0, 80));
+      });
+      return out;
+    "#;
+    let v = b.execute(SCRIPT, vec![]).await.expect("a11y script");
+    v.as_array()
+        .expect("list")
+        .iter()
+        .map(|x| x.as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// Accessibility problems and errors in the browser's console: none on any page.
+async fn check_page(b: &fantoccini::Client, name: &str) {
+    let problems = a11y(b).await;
+    assert!(problems.is_empty(), "{name}: {problems:?}");
+    let errors = page_errors(b).await;
+    assert!(errors.is_empty(), "{name}: {errors:?}");
+}
+
 #[tokio::test]
 async fn in_a_real_browser() {
     use fantoccini::Locator::{Css, Id};
@@ -714,24 +1605,30 @@ async fn in_a_real_browser() {
             errors.len() == 1 && errors[0].contains("/login") && errors[0].contains("401"),
             "{errors:?}"
         );
+        // The login page meets the accessibility checks too.
+        let problems = a11y(&b).await;
+        assert!(problems.is_empty(), "login: {problems:?}");
+        // Then the right password, by keyboard alone: Tab from the user name to the password,
+        // Enter to send.
         b.find(Id("user"))
             .await
             .expect("user")
-            .send_keys(USER)
-            .await
-            .expect("type");
-        b.find(Id("password"))
-            .await
-            .expect("pw")
-            .send_keys(PASS)
-            .await
-            .expect("type");
-        b.find(Id("login"))
-            .await
-            .expect("button")
             .click()
             .await
-            .expect("click");
+            .expect("focus");
+        type_keys(&b, USER).await;
+        type_keys(&b, TAB).await;
+        let focused = b
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .expect("focus");
+        assert_eq!(
+            focused,
+            json!("password"),
+            "Tab does not reach the password"
+        );
+        type_keys(&b, PASS).await;
+        type_keys(&b, ENTER).await;
         let keys = text_of(&b, "#keys").await;
         assert!(b
             .current_url()
@@ -743,6 +1640,51 @@ async fn in_a_real_browser() {
             assert!(keys.contains(&k.to_string()), "{keys}");
         }
         shot(&b, "keys").await;
+        // The checks themselves can fail: faint text and an unlabeled field are caught.
+        b.execute(
+            "var p = document.createElement('p'); p.id = 'faint'; p.textContent = 'faint'; \
+             p.style.color = '#bbbbbb'; document.body.appendChild(p); \
+             var i = document.createElement('input'); i.id = 'bare'; \
+             document.body.appendChild(i); return null;",
+            vec![],
+        )
+        .await
+        .expect("inject");
+        let caught = a11y(&b).await;
+        assert!(
+            caught.len() == 2
+                && caught.iter().any(|p| p.starts_with("contrast"))
+                && caught.iter().any(|p| p == "no label: bare"),
+            "{caught:?}"
+        );
+        b.execute(
+            "document.getElementById('faint').remove(); \
+             document.getElementById('bare').remove(); return null;",
+            vec![],
+        )
+        .await
+        .expect("remove");
+        check_page(&b, "keys").await;
+        // The first Tab reaches the skip link, visibly focused; Enter moves to the content.
+        b.execute("document.activeElement.blur(); return null;", vec![])
+            .await
+            .expect("blur");
+        type_keys(&b, TAB).await;
+        let skip = b
+            .execute(
+                "var e = document.activeElement; var s = getComputedStyle(e); \
+                 return [e.className, s.outlineStyle, e.getBoundingClientRect().left >= 0];",
+                vec![],
+            )
+            .await
+            .expect("skip");
+        assert_eq!(skip, json!(["skip", "solid", true]), "the skip link");
+        type_keys(&b, ENTER).await;
+        let at = b
+            .execute("return document.activeElement.id;", vec![])
+            .await
+            .expect("focus");
+        assert_eq!(at, json!("main"));
 
         // Activate a fresh demo code onto the blank simulated key, picked from the list.
         let out = Command::new(BIN)
@@ -779,6 +1721,7 @@ async fn in_a_real_browser() {
             .await
             .expect("pick");
         shot(&b, "activation").await;
+        check_page(&b, "activation").await;
         b.find(Css("#activate button"))
             .await
             .expect("btn")
@@ -820,6 +1763,34 @@ async fn in_a_real_browser() {
             .expect("click");
         assert_eq!(text_of(&b, "#memory-value").await, "из браузера");
         shot(&b, "key").await;
+        check_page(&b, "key").await;
+        // A form whose token was tampered with (as a forged one would be) is refused in the
+        // browser too, and the memory keeps its value.
+        b.execute(
+            "document.querySelector('#memory-write input[name=csrf]').value = 'forged'; \
+             document.getElementById('w-value').value = 'forged'; return null;",
+            vec![],
+        )
+        .await
+        .expect("tamper");
+        b.find(Css("#memory-write button"))
+            .await
+            .expect("btn")
+            .click()
+            .await
+            .expect("click");
+        assert!(text_of(&b, "#message").await.contains("security token"));
+        shot(&b, "refused").await;
+        let errors = page_errors(&b).await;
+        assert!(errors.len() == 1 && errors[0].contains("403"), "{errors:?}");
+        let r = s
+            .call(
+                "GET",
+                &format!("/api/licences/{SOFTWARE_KEY}/memory"),
+                Some(json!({"Password": ""})),
+            )
+            .await;
+        assert_eq!(r.json()["Value"], "из браузера");
 
         // A session opened through the API, released from the console.
         let r = s
@@ -831,7 +1802,41 @@ async fn in_a_real_browser() {
             .await;
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
         b.goto(&format!("{base}/sessions")).await.expect("goto");
+        // Another session opened through the API while the page is open shows without a
+        // reload (a mark left in the page survives), and so does its release elsewhere.
+        b.execute("window.kbMark = 7; return null;", vec![])
+            .await
+            .expect("mark");
+        let r = s
+            .post(
+                "/api/sessions",
+                json!({"KeyID": KEY_ID, "ClientSessionID": "second", "AppName": "Elsewhere",
+                       "UserName": "other", "ComputerName": "pc2"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let list = s.get("/api/sessions").await.json();
+        let second = list["Sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .find(|x| x["AppName"] == "Elsewhere")
+            .and_then(|x| x["ID"].as_str())
+            .expect("the second session")
+            .to_owned();
+        text_of(&b, &format!("tr[data-session='{second}']")).await;
         shot(&b, "sessions").await;
+        check_page(&b, "sessions").await;
+        let r = s
+            .call("DELETE", &format!("/api/sessions/{second}"), None)
+            .await;
+        assert!(r.status < 300, "{}", String::from_utf8_lossy(&r.body));
+        gone(&b, &format!("tr[data-session='{second}']")).await;
+        let mark = b
+            .execute("return window.kbMark;", vec![])
+            .await
+            .expect("mark");
+        assert_eq!(mark, json!(7), "the page was reloaded");
         b.find(Css("button.release"))
             .await
             .expect("release")
@@ -846,6 +1851,7 @@ async fn in_a_real_browser() {
             .await
             .contains(&BLANK_SERIAL.to_string()));
         shot(&b, "devices").await;
+        check_page(&b, "devices").await;
         // Unplug and replug a simulated key: the page shows both without a reload (a mark
         // left in the page survives).
         b.execute("window.kbMark = 42; return null;", vec![])
@@ -878,6 +1884,16 @@ async fn in_a_real_browser() {
             .contains("BEGIN PUBLIC KEY"));
         assert!(text_of(&b, "#audit").await.contains("activate onto"));
         shot(&b, "system").await;
+        check_page(&b, "system").await;
+        // The documentation the binary carries, reached from the System page.
+        b.find(Css("#links a[href='/docs/console']"))
+            .await
+            .expect("docs link")
+            .click()
+            .await
+            .expect("click");
+        assert!(text_of(&b, "#doc").await.contains("The web console"));
+        check_page(&b, "docs").await;
 
         // A setting: refused without the current password, then saved to the config file
         // (its other lines kept).
@@ -920,6 +1936,7 @@ async fn in_a_real_browser() {
         assert!(after.contains("session_seconds = 600"), "{after}");
         assert!(after.contains(COMPUTER_ID), "{after}");
         shot(&b, "settings").await;
+        check_page(&b, "settings").await;
         // The wrong current password was a counted guess; the right one cleared it.
         let errors = page_errors(&b).await;
         assert!(errors.is_empty(), "{errors:?}");
@@ -933,6 +1950,7 @@ async fn in_a_real_browser() {
             .expect("click");
         assert_eq!(text_of(&b, "nav a[href='/keys']").await, "Ключи");
         shot(&b, "system-ru").await;
+        check_page(&b, "settings-ru").await;
         // Down to a phone: no part of the Keys page wider than the screen.
         b.set_window_size(390, 844).await.expect("phone size");
         b.goto(&format!("{base}/keys")).await.expect("goto");
@@ -953,7 +1971,39 @@ async fn in_a_real_browser() {
             .await
             .expect("click");
         assert_eq!(text_of(&b, "nav a[href='/keys']").await, "Keys");
+        let errors = page_errors(&b).await;
+        assert!(errors.is_empty(), "{errors:?}");
 
+        // The browser's session ended elsewhere (its cookie logged out over plain HTTP): the
+        // open Devices page goes to the login page by itself, and the cookie opens nothing.
+        b.goto(&format!("{base}/devices")).await.expect("goto");
+        text_of(&b, "#devices").await;
+        let cookie = b
+            .get_named_cookie("kb_session")
+            .await
+            .expect("the session cookie");
+        assert_eq!(cookie.http_only(), Some(true));
+        let pair = format!("kb_session={}", cookie.value());
+        let c = no_redirects();
+        let (_, body) = page(&c, &base, &pair, "/keys").await;
+        let csrf = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("csrf")
+            .to_owned();
+        let (status, _) = post(&c, &base, &pair, "/logout", &[("csrf", csrf.as_str())]).await;
+        assert_eq!(status, 303);
+        let mut at_login = false;
+        for _ in 0..100 {
+            if b.current_url().await.expect("url").path() == "/login" {
+                at_login = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(at_login, "the page did not notice its session had ended");
+        assert_eq!(page(&c, &base, &pair, "/keys").await.0, 303);
         let errors = page_errors(&b).await;
         assert!(errors.is_empty(), "{errors:?}");
     };

@@ -38,7 +38,9 @@ pub async fn require_enabled(
     req: Request,
     next: Next,
 ) -> Response {
-    if !state.api_enabled && !PUBLIC_PATHS.contains(&req.uri().path()) {
+    if !state.api_enabled.load(std::sync::atomic::Ordering::Relaxed)
+        && !PUBLIC_PATHS.contains(&req.uri().path())
+    {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "EAPIDisabled",

@@ -143,19 +143,24 @@ pub async fn install(
     ))
 }
 
+/// Why an activation under the throttle did not install.
+pub enum Refusal {
+    /// Too many of this client's activations were refused as unproven: the centre is not asked.
+    Throttled(Refused),
+    Host(crate::host::HostError),
+}
+
 /// An activation from `peer` under the failed-activation throttle; the web console
 /// (`crate::console`) activates through here too, so both count against one allowance.
-pub async fn activate_throttled(
+pub async fn activate_counted(
     st: &AppState,
     peer: IpAddr,
     input: ActivationInput,
-) -> Result<crate::host::LicenceEntry, ApiError> {
+) -> Result<crate::host::LicenceEntry, Refusal> {
     let client = activation_client(peer);
     let throttle = &st.activation_failures.0;
     let max = throttle.policy().max_failures;
-    let started = throttle
-        .begin(&client)
-        .map_err(|r| too_many_failures(r, client, max))?;
+    let started = throttle.begin(&client).map_err(Refusal::Throttled)?;
     let result = st.host.activate(input).await;
     match &result {
         Err(e) if e.is_unproven_activation() => {
@@ -166,7 +171,25 @@ pub async fn activate_throttled(
         // code could interleave it with guesses).
         _ => throttle.cancel(&client),
     }
-    Ok(result?)
+    result.map_err(Refusal::Host)
+}
+
+/// [`activate_counted`] with its refusal as the API's error.
+pub async fn activate_throttled(
+    st: &AppState,
+    peer: IpAddr,
+    input: ActivationInput,
+) -> Result<crate::host::LicenceEntry, ApiError> {
+    activate_counted(st, peer, input)
+        .await
+        .map_err(|r| match r {
+            Refusal::Throttled(r) => too_many_failures(
+                r,
+                activation_client(peer),
+                st.activation_failures.0.policy().max_failures,
+            ),
+            Refusal::Host(e) => e.into(),
+        })
 }
 
 /// Updates every licence from the centre, restoring those whose binding changed. 200 with

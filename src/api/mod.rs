@@ -14,7 +14,9 @@ mod sessions;
 pub mod wire;
 
 pub use crate::web::login::Auth;
-pub use licences::{activate_throttled, ActivationThrottle, UPDATE_FAILED};
+pub use licences::{
+    activate_counted, activate_throttled, ActivationThrottle, Refusal, UPDATE_FAILED,
+};
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
@@ -31,7 +33,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Activations the centre refused as unproven, per client (`licences::ActivationThrottle`).
     pub activation_failures: ActivationThrottle,
-    pub api_enabled: bool,
+    /// `[api] enabled`; the web console's Settings page switches it while serving.
+    pub api_enabled: std::sync::atomic::AtomicBool,
     pub server_version: String,
 }
 

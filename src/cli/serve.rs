@@ -235,7 +235,7 @@ async fn serve(
         signer,
         auth: Auth::with_limits(config.api.user.clone(), hash, (&config.api).into()),
         activation_failures: (&config.api).into(),
-        api_enabled: config.api.enabled,
+        api_enabled: config.api.enabled.into(),
         server_version: crate::web::server_version_header(),
     });
     let ops = crate::metrics::Ops::new(host.clone(), metrics_access);
@@ -284,6 +284,7 @@ async fn serve(
                     .config
                     .clone()
                     .unwrap_or_else(|| crate::config::DEFAULT_CONFIG_PATH.into()),
+                server_idle: serving.limits.idle_timeout,
             },
         )
     });

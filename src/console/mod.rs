@@ -5,15 +5,21 @@
 //!
 //! Security: login with the API's credentials through the API's own check and throttle
 //! ([`crate::web::login::Auth`]) into a session cookie ([`session`]); a CSRF token on every
-//! form; a strict Content-Security-Policy (no inline script or style); every change in the
-//! audit log ([`audit`]); `[console] local_only` serves it to loopback clients only. It uses
-//! the host library directly, never HTTP to itself. See `docs/console.md`.
+//! form; a strict Content-Security-Policy (no inline script or style), no framing, no caching;
+//! every change in the audit log ([`audit`]); `[console] local_only` serves it to loopback
+//! clients only. It uses the host library directly, never HTTP to itself. See
+//! `docs/console.md`.
 
+mod activation;
 pub mod audit;
 pub mod i18n;
+mod keys;
+pub mod live;
+mod login;
 mod pages;
 pub mod session;
 mod settings;
+pub mod words;
 
 use crate::api::AppState;
 use askama::Template;
@@ -34,20 +40,25 @@ pub const SESSION_COOKIE: &str = "kb_session";
 pub const LOGIN_COOKIE: &str = "kb_login";
 /// The chosen language.
 pub const LANG_COOKIE: &str = "kb_lang";
-/// Forms are small: the largest is a memory write (4 KiB of value).
-const MAX_FORM: usize = 64 * 1024;
+/// Sent by the pages' own background refreshes (`assets/console.js`): such a request does
+/// not count as activity, so an open page cannot keep its session from idling out.
+pub const REFRESH_HEADER: &str = "x-kb-refresh";
+/// Request bodies: forms are small (the largest a memory write, 4 KiB of value) and a licence
+/// file upload is a few KiB; anything larger is refused (413) before it is read.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// What every console page sends: no script or style but the console's own files, no
 /// framing, no referrer, never cached.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's state: the API's (its host, credentials, throttles), and its own sessions
-/// and audit log.
+/// The console's state: the API's (its host, credentials, throttles), and its own sessions,
+/// audit log and change watcher.
 pub struct Console {
     pub api: Arc<AppState>,
     pub sessions: session::Sessions,
     pub audit: Arc<audit::Audit>,
+    pub live: live::Live,
     /// Cookies get `Secure` when the port speaks TLS.
     pub secure: bool,
     pub local_only: bool,
@@ -59,20 +70,29 @@ pub struct Console {
 pub struct Options {
     pub secure: bool,
     pub local_only: bool,
+    /// A session ends after this long without a request.
     pub idle: Duration,
     pub config_path: std::path::PathBuf,
+    /// The server's idle timeout: an event stream must move bytes more often than this.
+    pub server_idle: Duration,
 }
 
-/// Why a console request failed; turned into a page or a status in one place
-/// ([`IntoResponse`] below).
+/// Why a console request failed; turned into a page in the reader's language in one place
+/// ([`IntoResponse`] below and [`guard`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// A form without the session's CSRF token (or the login form's).
-    #[error("the form's security token is missing or wrong; reload the page and try again")]
+    #[error("the form's security token is missing or wrong")]
     Csrf,
     /// A request to a page without a live session.
     #[error("not logged in")]
     NotLoggedIn,
+    /// No such key, language or document.
+    #[error("not found")]
+    NotFound,
+    /// A form the pages never send.
+    #[error("bad request")]
+    BadRequest,
     #[error("{0}")]
     Template(#[from] askama::Error),
     #[error("{0}")]
@@ -81,14 +101,46 @@ pub enum ConsoleError {
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        match self {
-            ConsoleError::NotLoggedIn => redirect("/login"),
-            ConsoleError::Csrf => (StatusCode::FORBIDDEN, self.to_string()).into_response(),
+        let status = match self {
+            ConsoleError::NotLoggedIn => return redirect("/login"),
+            ConsoleError::Csrf => StatusCode::FORBIDDEN,
+            ConsoleError::NotFound => StatusCode::NOT_FOUND,
+            ConsoleError::BadRequest => StatusCode::BAD_REQUEST,
             ConsoleError::Template(_) | ConsoleError::Internal(_) => {
                 tracing::error!("console: {self}");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+                StatusCode::INTERNAL_SERVER_ERROR
             }
-        }
+        };
+        // The page itself is made by `guard`, which knows the reader's language.
+        (status, status.as_str().to_owned()).into_response()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    t: Tr,
+    text: String,
+}
+
+/// The page for a failed request: the status's words from the catalogue.
+fn error_page(t: Tr, status: StatusCode) -> Response {
+    let id = match status {
+        StatusCode::FORBIDDEN => "err.csrf",
+        StatusCode::NOT_FOUND => "err.not_found",
+        StatusCode::PAYLOAD_TOO_LARGE => "err.too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "err.method",
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => "err.busy",
+        s if s.is_server_error() => "err.internal",
+        _ => "err.bad_request",
+    };
+    let page = ErrorPage {
+        t,
+        text: t.s(id).to_owned(),
+    };
+    match html(status, &page) {
+        Ok(r) => r,
+        Err(_) => (status, status.as_str().to_owned()).into_response(),
     }
 }
 
@@ -133,6 +185,7 @@ impl Console {
             api,
             sessions: session::Sessions::new(o.idle),
             audit: Arc::new(audit::Audit::new(path)),
+            live: live::Live::new(o.server_idle / 2),
             secure: o.secure,
             local_only: o.local_only,
             config_path: o.config_path,
@@ -154,10 +207,16 @@ impl Console {
 
     /// Writes one change to the audit log, off the async workers (it syncs a file).
     pub async fn record(&self, who: &session::Current, action: String, outcome: String) {
+        self.record_as(who.user.clone(), who.from, action, outcome)
+            .await;
+    }
+
+    /// [`Console::record`] for a request without a session (a refused login).
+    pub async fn record_as(&self, user: String, from: IpAddr, action: String, outcome: String) {
         let entry = audit::Entry {
             at: crate::time::now(),
-            user: who.user.clone(),
-            from: who.from,
+            user,
+            from,
             action,
             outcome,
         };
@@ -193,13 +252,26 @@ fn peer(req: &Request) -> IpAddr {
         .unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
-/// Security headers on every console answer; `local_only` turns others away as if nothing
-/// were here.
+/// Every console answer passes here: `local_only` turns others away as if nothing were here;
+/// a failure becomes a page in the reader's language (axum's own refusals too — a body over
+/// [`MAX_BODY`], a form that does not parse); and the security headers go on.
 async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Response {
     if c.local_only && !peer(&req).is_loopback() {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
+    let t = tr(req.headers());
     let mut r = next.run(req).await;
+    let is_html = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    let streamed = r
+        .extensions()
+        .get::<crate::web::signing::StreamedUnsigned>()
+        .is_some();
+    if (r.status().is_client_error() || r.status().is_server_error()) && !is_html && !streamed {
+        r = error_page(t, r.status());
+    }
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -220,9 +292,13 @@ async fn guard(State(c): State<Arc<Console>>, req: Request, next: Next) -> Respo
     r
 }
 
-/// Pages past the login: a live session or a redirect to the login page.
+/// Pages past the login: a live session or a redirect to the login page. The session seen
+/// by the handler carries this request's address, for the audit log.
 async fn require_session(State(c): State<Arc<Console>>, mut req: Request, next: Next) -> Response {
-    let current = cookie(req.headers(), SESSION_COOKIE).and_then(|t| c.sessions.get(t));
+    let touch = !req.headers().contains_key(REFRESH_HEADER);
+    let from = peer(&req);
+    let current =
+        cookie(req.headers(), SESSION_COOKIE).and_then(|t| c.sessions.get(t, from, touch));
     match current {
         Some(cur) => {
             req.extensions_mut().insert(cur);
@@ -239,29 +315,35 @@ pub fn router(c: Option<Arc<Console>>) -> Router {
     };
     let private = Router::new()
         .route("/", get(|| async { redirect("/keys") }))
-        .route("/keys", get(pages::keys))
-        .route("/keys/{no}", get(pages::key).post(pages::key_memory))
+        .route("/keys", get(keys::keys))
+        .route("/keys/{no}", get(keys::key).post(keys::memory))
         .route("/sessions", get(pages::sessions))
         .route("/sessions/release", post(pages::release))
-        .route("/activation", get(pages::activation).post(pages::activate))
-        .route("/activation/update", post(pages::update))
-        .route("/activation/request", post(pages::offline_request))
-        .route("/activation/import", post(pages::import))
+        .route(
+            "/activation",
+            get(activation::page).post(activation::activate),
+        )
+        .route("/activation/update", post(activation::update))
+        .route("/activation/request", post(activation::offline_request))
+        .route("/activation/import", post(activation::import))
         .route("/devices", get(pages::devices))
         .route("/system", get(pages::system))
+        .route("/docs/{name}", get(pages::doc))
         .route("/settings", get(settings::show).post(settings::save))
-        .route("/logout", post(pages::logout))
+        .route("/logout", post(login::logout))
         .route_layer(middleware::from_fn_with_state(c.clone(), require_session));
     let public = Router::new()
-        .route("/login", get(pages::login_page).post(pages::login))
-        .route("/lang/{code}", get(pages::lang))
+        .route("/login", get(login::page).post(login::login))
+        .route("/lang/{code}", get(login::lang))
+        // Checks its session itself: without one it must answer 204, not a redirect.
+        .route("/events", get(live::events))
         .route("/assets/console.css", get(pages::css))
         .route("/assets/console.js", get(pages::js))
         .route("/assets/icon.svg", get(pages::icon))
         .route("/favicon.ico", get(pages::icon));
     private
         .merge(public)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(c.clone(), guard))
         .with_state(c)
 }
@@ -301,7 +383,7 @@ mod tests {
                 Duration::from_secs(60),
             ),
             activation_failures: (&crate::config::ApiConfig::default()).into(),
-            api_enabled: true,
+            api_enabled: true.into(),
             server_version: String::new(),
         });
         Console::new(
@@ -311,6 +393,7 @@ mod tests {
                 local_only,
                 idle: Duration::from_secs(60),
                 config_path: dir.join("keybridge.toml"),
+                server_idle: Duration::from_secs(5),
             },
         )
     }

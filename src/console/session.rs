@@ -1,6 +1,8 @@
 //! Console sessions: a random token in an `HttpOnly`, `SameSite=Strict` cookie, held in a
 //! bounded table by its SHA-256 (so a timing difference in the map lookup reveals nothing
 //! about a live token), each with its own CSRF token and an idle and an absolute expiry.
+//! A login always starts a new session (and ends the one the browser held, so a planted
+//! cookie never becomes a logged-in one); a change of the API's credentials ends them all.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -9,7 +11,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// Sessions held at once; the oldest is dropped to make room (one admin, a few browsers).
+/// Sessions held at once; the least recently used is dropped to make room (one admin, a few
+/// browsers).
 pub const MAX_SESSIONS: usize = 64;
 /// A session ends this long after login whatever its use.
 pub const ABSOLUTE_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -19,6 +22,7 @@ pub const ABSOLUTE_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 pub struct Current {
     pub user: String,
     pub csrf: String,
+    /// The address of this request (not of the login): what the audit log records.
     pub from: IpAddr,
     digest: [u8; 32],
 }
@@ -26,7 +30,6 @@ pub struct Current {
 struct Entry {
     user: String,
     csrf: String,
-    from: IpAddr,
     created: Instant,
     last: Instant,
 }
@@ -64,7 +67,7 @@ impl Sessions {
     }
 
     /// Starts a session for `user`; returns its cookie token.
-    pub fn create(&self, user: &str, from: IpAddr) -> String {
+    pub fn create(&self, user: &str) -> String {
         let now = Instant::now();
         let t = token();
         let mut table = self.lock();
@@ -81,7 +84,6 @@ impl Sessions {
             Entry {
                 user: user.to_owned(),
                 csrf: token(),
-                from,
                 created: now,
                 last: now,
             },
@@ -89,8 +91,10 @@ impl Sessions {
         t
     }
 
-    /// The live session of `token`, its idle clock restarted; an ended one is removed.
-    pub fn get(&self, token: &str) -> Option<Current> {
+    /// The live session of `token` for a request from `from`. `touch` restarts its idle
+    /// clock: a person's request does, a page's own background refresh does not (an open
+    /// page must not keep a session alive). An ended one is removed.
+    pub fn get(&self, token: &str, from: IpAddr, touch: bool) -> Option<Current> {
         let now = Instant::now();
         let d = digest(token);
         let mut table = self.lock();
@@ -99,17 +103,39 @@ impl Sessions {
             table.remove(&d);
             return None;
         }
-        e.last = now;
+        if touch {
+            e.last = now;
+        }
         Some(Current {
             user: e.user.clone(),
             csrf: e.csrf.clone(),
-            from: e.from,
+            from,
             digest: d,
         })
     }
 
+    /// Whether `token` is a live session, its clock untouched.
+    pub fn is_live(&self, token: &str) -> bool {
+        let d = digest(token);
+        let table = self.lock();
+        table
+            .get(&d)
+            .is_some_and(|e| live(e, Instant::now(), self.idle))
+    }
+
+    /// Ends the session of `token`, if any (at login: the browser's earlier one).
+    pub fn end_token(&self, token: &str) {
+        self.lock().remove(&digest(token));
+    }
+
     pub fn end(&self, current: &Current) {
         self.lock().remove(&current.digest);
+    }
+
+    /// Ends every session: the API's credentials changed, so no cookie issued under the old
+    /// ones may go on.
+    pub fn end_all(&self) {
+        self.lock().clear();
     }
 
     pub fn len(&self) -> usize {
@@ -129,27 +155,54 @@ fn live(e: &Entry, now: Instant, idle: Duration) -> bool {
 mod tests {
     use super::*;
 
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[test]
     fn sessions_expire_are_bounded_and_end() {
-        let ip = IpAddr::from([127, 0, 0, 1]);
         let s = Sessions::new(Duration::from_millis(50));
-        let t = s.create("admin", ip);
-        let c = s.get(&t).expect("live");
-        assert!(s.get("not a token").is_none());
+        let t = s.create("admin");
+        let c = s.get(&t, IP, true).expect("live");
+        assert!(s.get("not a token", IP, true).is_none());
         std::thread::sleep(Duration::from_millis(80));
-        assert!(s.get(&t).is_none(), "idle session still live");
+        assert!(s.get(&t, IP, true).is_none(), "idle session still live");
         let s = Sessions::new(Duration::from_secs(60));
-        let first = s.create("admin", ip);
+        let first = s.create("admin");
         for _ in 0..MAX_SESSIONS * 2 {
-            s.create("admin", ip);
+            s.create("admin");
         }
         assert_eq!(s.len(), MAX_SESSIONS);
-        assert!(s.get(&first).is_none(), "the oldest was not dropped");
-        let t = s.create("admin", ip);
-        let c2 = s.get(&t).expect("live");
+        assert!(
+            s.get(&first, IP, true).is_none(),
+            "the oldest was not dropped"
+        );
+        let t = s.create("admin");
+        let c2 = s.get(&t, IP, true).expect("live");
         assert_ne!(c.csrf, c2.csrf);
         s.end(&c2);
-        assert!(s.get(&t).is_none());
+        assert!(s.get(&t, IP, true).is_none());
+        let t = s.create("admin");
+        s.end_token(&t);
+        assert!(!s.is_live(&t));
+        let (a, b) = (s.create("admin"), s.create("admin"));
+        s.end_all();
+        assert!(!s.is_live(&a) && !s.is_live(&b) && s.is_empty());
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+    }
+
+    /// A background refresh does not keep a session alive; a person's request does.
+    #[test]
+    fn only_a_touch_restarts_the_idle_clock() {
+        let s = Sessions::new(Duration::from_millis(150));
+        let t = s.create("admin");
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = s.get(&t, IP, false);
+        }
+        assert!(s.get(&t, IP, false).is_none(), "refreshes kept it alive");
+        let t = s.create("admin");
+        for _ in 0..4 {
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(s.get(&t, IP, true).is_some(), "a used session idled out");
+        }
     }
 }

@@ -146,9 +146,17 @@ impl Verified {
 
 type Flight = Arc<OnceCell<Login>>;
 
-struct Inner {
+/// The user name and password hash accepted now, numbered so a check that began under older
+/// ones never remembers its header as right.
+struct Credentials {
     user: String,
     hash: PasswordHash,
+    generation: u64,
+}
+
+struct Inner {
+    /// Replaced whole by [`Auth::set_credentials`] (the web console's Settings page).
+    credentials: std::sync::RwLock<Arc<Credentials>>,
     window: Duration,
     verified: Mutex<Verified>,
     throttle: Throttle<IpAddr>,
@@ -200,8 +208,11 @@ impl Auth {
 
     pub fn with_limits(user: String, hash: PasswordHash, limits: LoginLimits) -> Auth {
         Auth(Arc::new(Inner {
-            user,
-            hash,
+            credentials: std::sync::RwLock::new(Arc::new(Credentials {
+                user,
+                hash,
+                generation: 0,
+            })),
             window: limits.window,
             verified: Mutex::new(Verified::default()),
             throttle: limits.throttle(),
@@ -209,6 +220,29 @@ impl Auth {
             hash_wait: limits.hash_wait,
             flights: Mutex::new(HashMap::new()),
         }))
+    }
+
+    /// The user name accepted now.
+    pub fn user(&self) -> String {
+        self.0.credentials().user.clone()
+    }
+
+    /// Accepts `user` and `hash` from now on, and forgets every header found right before:
+    /// the old password stops working at once, also for a client that used it a moment ago.
+    pub fn set_credentials(&self, user: String, hash: PasswordHash) {
+        let mut verified = lock(&self.0.verified);
+        let mut c = self
+            .0
+            .credentials
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = c.generation + 1;
+        *c = Arc::new(Credentials {
+            user,
+            hash,
+            generation,
+        });
+        *verified = Verified::default();
     }
 
     /// Failed attempts counted for `ip` in the current window.
@@ -377,6 +411,13 @@ impl Auth {
 }
 
 impl Inner {
+    fn credentials(&self) -> Arc<Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// The slow part: PBKDF2. Blocking; runs on the blocking pool holding a hash worker.
     fn check(
         &self,
@@ -386,17 +427,23 @@ impl Inner {
         digest: HeaderDigest,
         failures: u32,
     ) -> Login {
+        let creds = self.credentials();
         let ok = match basic(header) {
             Some((user, pass)) => {
                 // Always run the hash, so a wrong user name costs as long as a wrong password.
-                let pass_ok = self.hash.verify(&pass);
-                let user_ok: bool = user.as_bytes().ct_eq(self.user.as_bytes()).into();
+                let pass_ok = creds.hash.verify(&pass);
+                let user_ok: bool = user.as_bytes().ct_eq(creds.user.as_bytes()).into();
                 pass_ok && user_ok
             }
             None => false,
         };
         if ok {
-            lock(&self.verified).insert(digest);
+            let mut verified = lock(&self.verified);
+            // Remembered only if the credentials are still the ones checked against.
+            if self.credentials().generation == creds.generation {
+                verified.insert(digest);
+            }
+            drop(verified);
             self.throttle.succeed(&key);
             Login::Ok
         } else {
@@ -555,6 +602,24 @@ mod tests {
             );
         }
         assert_eq!(b.tracked(), 0);
+    }
+
+    /// New credentials take effect at once: the old password, even one remembered as right a
+    /// moment ago, no longer logs in; the new one does.
+    #[tokio::test]
+    async fn changed_credentials_replace_the_old_ones_at_once() {
+        let a = auth(10, 8, 2);
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let old = header("admin", "right");
+        assert_eq!(a.login(ip, Some(&old)).await, Login::Ok);
+        a.set_credentials("root".into(), PasswordHash::new("newer"));
+        assert_eq!(a.user(), "root");
+        assert!(matches!(a.login(ip, Some(&old)).await, Login::Wrong { .. }));
+        assert_eq!(a.login(ip, Some(&header("root", "newer"))).await, Login::Ok);
+        assert!(matches!(
+            a.login(ip, Some(&header("admin", "newer"))).await,
+            Login::Wrong { .. }
+        ));
     }
 
     #[test]
