@@ -288,19 +288,120 @@ pub async fn system(
 struct DocPage {
     c: Chrome,
     title: String,
-    text: &'static str,
+    /// The document as HTML, from [`render_doc`].
+    body: &'static str,
 }
 
-/// One of the embedded documents, as text.
+/// The embedded documents as HTML, rendered once.
+static RENDERED: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| DOCS.iter().map(|(_, _, md)| render_doc(md)).collect());
+
+/// Markdown to HTML (pulldown-cmark). Raw HTML in a document is shown as text; a link to
+/// another embedded document stays in the console; any other link, and every image (the
+/// screenshots are not embedded), becomes its text — a console page never points off the
+/// machine.
+fn render_doc(md: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    // Whether each open link was kept, so its end is kept or dropped alike.
+    let mut links: Vec<bool> = Vec::new();
+    let events = Parser::new_ext(md, Options::ENABLE_TABLES).filter_map(|ev| match ev {
+        Event::Html(t) | Event::InlineHtml(t) => Some(Event::Text(t)),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => match local_doc(&dest_url) {
+            Some(to) => {
+                links.push(true);
+                Some(Event::Start(Tag::Link {
+                    link_type,
+                    dest_url: to.into(),
+                    title,
+                    id,
+                }))
+            }
+            None => {
+                links.push(false);
+                None
+            }
+        },
+        Event::End(TagEnd::Link) => links.pop().unwrap_or(false).then_some(ev),
+        Event::Start(Tag::Image { .. }) | Event::End(TagEnd::Image) => None,
+        other => Some(other),
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
+}
+
+/// `/docs/NAME` for a link to an embedded document (`security.md`, `docs/api.md#errors`).
+fn local_doc(url: &str) -> Option<String> {
+    let (path, anchor) = url.split_once('#').unwrap_or((url, ""));
+    let name = path.rsplit('/').next()?.strip_suffix(".md")?;
+    let known = DOCS.iter().any(|(n, _, _)| *n == name);
+    let anchor_ok = anchor
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    (known && anchor_ok).then(|| match anchor {
+        "" => format!("/docs/{name}"),
+        a => format!("/docs/{name}#{a}"),
+    })
+}
+
+/// One of the embedded documents.
 pub async fn doc(
     Extension(cur): Extension<Current>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Page {
-    let Some((n, id, text)) = DOCS.iter().find(|(n, _, _)| *n == name) else {
+    let Some(i) = DOCS.iter().position(|(n, _, _)| *n == name) else {
         return Err(ConsoleError::NotFound);
     };
+    let (n, id, _) = DOCS[i];
     let ch = chrome(&headers, &cur, "system", &format!("/docs/{n}"));
     let title = ch.t.s(id).to_owned();
-    html(StatusCode::OK, &DocPage { c: ch, title, text })
+    html(
+        StatusCode::OK,
+        &DocPage {
+            c: ch,
+            title,
+            body: &RENDERED[i],
+        },
+    )
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    #[test]
+    fn documents_render_without_raw_html_or_links_off_the_machine() {
+        let html = render_doc(
+            "# T\n\n<script>alert(1)</script>\n\nSee [security](security.md#limits), \
+             [spec](https://example.com/x), [up](../README.md) and ![shot](images/a.png).\n\n\
+             | a | b |\n|---|---|\n| 1 | 2 |\n",
+        );
+        assert!(html.contains("<h1>T</h1>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(!html.contains("<script"), "{html}");
+        assert!(
+            html.contains(r#"<a href="/docs/security#limits">security</a>"#),
+            "{html}"
+        );
+        assert!(
+            !html.contains("example.com") && !html.contains("README"),
+            "{html}"
+        );
+        assert!(html.contains("spec") && html.contains("up") && html.contains("shot"));
+        assert!(!html.contains("<img"), "{html}");
+        assert!(html.contains("<table>"), "{html}");
+        // Every embedded document renders, and none points off the machine.
+        for doc in RENDERED.iter() {
+            assert!(
+                !doc.contains("<img") && !doc.contains("href=\"http"),
+                "{doc}"
+            );
+        }
+    }
 }
