@@ -15,6 +15,9 @@ pub mod wire;
 
 pub use crate::web::login::Auth;
 pub use licences::{activate_throttled, ActivationThrottle, UPDATE_FAILED};
+/// The session parameters' reader and the names `POST /api/sessions` takes, for the property
+/// tests and the fuzzer (`fuzz/`), which feed them what a client could send.
+pub use sessions::{parse_request as parse_session_request, OPEN as SESSION_PARAMETERS};
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;
