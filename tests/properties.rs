@@ -864,3 +864,28 @@ proptest! {
         prop_assert_eq!(c.params, params);
     }
 }
+
+// ----- fixed attacks -----
+
+/// JSON nested far deeper than any request needs, in every parser that reads JSON from a
+/// stranger: refused with a clean error (serde_json's depth limit), not a stack overflow.
+#[test]
+fn deeply_nested_json_is_refused_not_overflowed() {
+    for depth in [200usize, 100_000] {
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let mut body = open.repeat(depth).into_bytes();
+            body.extend(close.repeat(depth).into_bytes());
+            let wrapped = [b"{\"Value\":".as_slice(), &body, b"}"].concat();
+            for b in [&body, &wrapped] {
+                let e = Params::parse(None, b, MEMORY, "PUT /m").expect_err("too deep");
+                assert!(is_bad_request(&e), "{e:?}");
+                let e = envelope::parse_call(b, None, &mut Echo::default()).expect_err("too deep");
+                assert!(is_refusal(&e), "{e:?}");
+                let e = licence::parse_terms(b).expect_err("too deep");
+                assert!(matches!(e, LicenceError::Invalid(_)), "{e:?}");
+                assert!(licence::open(b, &TrustStore::default()).is_err());
+                assert!(licence::claim(b).is_none());
+            }
+        }
+    }
+}
