@@ -17,6 +17,9 @@ pub use crate::web::login::Auth;
 pub use licences::{
     activate_counted, activate_throttled, ActivationThrottle, Refusal, UPDATE_FAILED,
 };
+/// The session parameters' reader and the names `POST /api/sessions` takes, for the property
+/// tests and the fuzzer (`fuzz/`), which feed them what a client could send.
+pub use sessions::{parse_request as parse_session_request, OPEN as SESSION_PARAMETERS};
 
 use crate::crypto::HostResponseKey;
 use crate::host::Host;

@@ -132,7 +132,10 @@ pub async fn connection(
     Ok(Reply::ok(&ConnectionJson::new(&c)))
 }
 
-fn parse_request(
+/// Reads `POST /api/sessions` parameters (already parsed against [`OPEN`]) into a session
+/// request; every refusal is a 400 naming the parameter. Public (as
+/// `api::parse_session_request`) for the property tests and the fuzzer.
+pub fn parse_request(
     p: &Params,
     peer: SocketAddr,
     headers: &HeaderMap,

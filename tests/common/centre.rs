@@ -74,12 +74,11 @@ impl CentreServer {
             .append(true)
             .open(&log_path)
             .expect("log");
-        let mut child = cmd
-            .env_remove("RUST_LOG")
+        cmd.env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn");
+            .stderr(log);
+        // Killed with this test process, even if that dies without dropping the centre.
+        let mut child = super::process::spawn_tied(cmd, libc::SIGKILL).expect("spawn");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)

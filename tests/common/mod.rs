@@ -7,6 +7,7 @@ pub mod centre;
 pub mod licence;
 pub mod net;
 pub mod pki;
+pub mod process;
 pub mod umockdev;
 
 use rsa::pkcs1v15::{Signature, VerifyingKey};
@@ -262,7 +263,14 @@ impl Server {
         }
         // Its own process group, so a wrapper's children (umockdev-run's keybridge) go with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd.spawn().expect("spawn keybridge");
+        // And signalled if this test process dies without dropping it: the host killed, a
+        // wrapper told to stop (umockdev-run passes SIGTERM on to the host, not SIGKILL).
+        let signal = if wrapper.is_empty() {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        let mut child = process::spawn_tied(cmd, signal).expect("spawn keybridge");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -338,7 +346,20 @@ impl Server {
     /// Sends SIGTERM and waits at most `within` for the exit; returns how long it took and
     /// the exit status, or `None` if it was still running (then it is killed).
     pub fn terminate(&mut self, within: Duration) -> Option<(Duration, std::process::ExitStatus)> {
-        net::terminate(&mut self.child, within)
+        if self.reaped {
+            return None;
+        }
+        let r = net::terminate(&mut self.child, within);
+        // The child is reaped now. Under a wrapper the host may linger in the group, which
+        // keeps the group's id from being reused until it is gone.
+        if self.wrapped {
+            if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+                // SAFETY: only sends a signal, to the group the child led.
+                unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            }
+        }
+        self.reaped = true;
+        r
     }
 
     /// SIGKILL: no shutdown code runs.
@@ -350,14 +371,16 @@ impl Server {
             return;
         }
         if self.wrapped {
-            let id = self.child.id();
-            let children = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children"))
-                .unwrap_or_default();
-            for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+            let children = process::children(self.child.id());
+            for pid in children
+                .iter()
+                .filter_map(|p| libc::pid_t::try_from(*p).ok())
+            {
                 // SAFETY: only sends a signal, to a child the wrapper has not reaped yet.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
-            for _ in 0..100 {
+            // A wrapper that exec'd the host (no children) is the host: nothing to wait for.
+            for _ in 0..if children.is_empty() { 0 } else { 100 } {
                 if !matches!(self.child.try_wait(), Ok(None)) {
                     break;
                 }

@@ -3,6 +3,7 @@
 //! code and HTTP status. The code is 10000 + the HTTP status (10200 success, 10406 unknown
 //! attached-info names, as the spec shows), so a client may look at either.
 
+use super::methods::METHODS;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
@@ -146,6 +147,154 @@ pub fn failure(e: &AccountError, echo: Echo) -> Response {
         );
     }
     r
+}
+
+/// The type and method the version-19 path form names (`POST {base}/execute/{type}/{method}`).
+#[derive(Debug, Clone)]
+pub struct PathForm {
+    pub kind: String,
+    pub method: String,
+    /// Asked with `GET` (allowed for `account/list` only).
+    pub get: bool,
+}
+
+/// A request taken apart: the method asked for, on behalf of which account, and the
+/// method's own parameters (everything but `general` and `auth`).
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    /// `auth.account`: the account the caller acts in.
+    pub acting: Option<u64>,
+    /// `general.debug`: log the request and the answer.
+    pub debug: bool,
+    pub params: Map<String, Value>,
+}
+
+fn text_of(v: Option<&Value>, what: &str) -> Result<Option<String>, AccountError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(AccountError::BadRequest(format!("{what} must be a string"))),
+    }
+}
+
+fn check_type(kind: &str) -> Result<(), AccountError> {
+    match kind {
+        "usr" | "ext" => Ok(()),
+        "srv" => Err(AccountError::BadRequest(
+            "type srv (service infrastructure) is not served here; the account methods are type usr".into(),
+        )),
+        other => Err(AccountError::BadRequest(format!(
+            "type {:?} is not usr (or ext)",
+            other.chars().take(20).collect::<String>()
+        ))),
+    }
+}
+
+/// Reads a request body (and the path form, if the request came by it) into a [`Call`],
+/// before anything is looked up; it runs after the login check. `general.version` goes into
+/// `echo` as soon as it is read, so even a refusal answers in the version asked.
+///
+/// Public for the property tests and the fuzzer (`fuzz/`): this is all of the account
+/// API that reads what a caller sent before a method's own parameters.
+pub fn parse_call(
+    body: &[u8],
+    form: Option<PathForm>,
+    echo: &mut Echo,
+) -> Result<Call, AccountError> {
+    let mut params = if body.iter().all(u8::is_ascii_whitespace) && form.is_some() {
+        Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => {
+                return Err(AccountError::BadRequest(
+                    "the request body must be a JSON object".into(),
+                ))
+            }
+            Err(e) => return Err(AccountError::BadRequest(format!("malformed JSON: {e}"))),
+        }
+    };
+    let general = match params.remove("general") {
+        None => Map::new(),
+        Some(Value::Object(g)) => g,
+        Some(_) => return Err(AccountError::BadRequest("general must be an object".into())),
+    };
+    match general.get("version") {
+        None => {}
+        Some(v) => {
+            echo.version = Some(v.as_u64().filter(|n| *n <= 1000).ok_or_else(|| {
+                AccountError::BadRequest("general.version must be a whole number".into())
+            })?)
+        }
+    }
+    let debug = general.contains_key("debug");
+    for k in general.keys() {
+        if !["type", "method", "version", "debug"].contains(&k.as_str()) {
+            return Err(AccountError::BadRequest(format!(
+                "general.{k} is not one of type, method, version, debug"
+            )));
+        }
+    }
+    let said_method = text_of(general.get("method"), "general.method")?;
+    let said_type = text_of(general.get("type"), "general.type")?;
+    let (method, get) = match form {
+        Some(f) => {
+            check_type(&f.kind)?;
+            if said_method.as_ref().is_some_and(|m| *m != f.method)
+                || said_type.as_ref().is_some_and(|t| *t != f.kind)
+            {
+                return Err(AccountError::BadRequest(
+                    "general.type and general.method, when given, must match the path".into(),
+                ));
+            }
+            (f.method, f.get)
+        }
+        None => {
+            check_type(said_type.as_deref().ok_or_else(|| {
+                AccountError::BadRequest("general.type is required (usr)".into())
+            })?)?;
+            let m = said_method.ok_or_else(|| {
+                AccountError::BadRequest("general.method is required, e.g. account/list".into())
+            })?;
+            (m, false)
+        }
+    };
+    if !METHODS.contains(&method.as_str()) {
+        return Err(AccountError::UnknownMethod(
+            method.chars().take(100).collect(),
+        ));
+    }
+    if get && method != "account/list" {
+        return Err(AccountError::BadRequest(format!(
+            "{method} takes POST; only account/list has a GET form"
+        )));
+    }
+    let acting = match params.remove("auth") {
+        None => None,
+        Some(Value::Object(a)) => {
+            if let Some(k) = a.keys().find(|k| *k != "account") {
+                return Err(AccountError::BadRequest(format!(
+                    "auth.{k} is not known; auth holds account"
+                )));
+            }
+            match a.get("account") {
+                None => None,
+                Some(v) => Some(v.as_u64().ok_or_else(|| {
+                    AccountError::BadRequest(
+                        "auth.account must be an account code (a number)".into(),
+                    )
+                })?),
+            }
+        }
+        Some(_) => return Err(AccountError::BadRequest("auth must be an object".into())),
+    };
+    Ok(Call {
+        method,
+        acting,
+        debug,
+        params,
+    })
 }
 
 #[cfg(test)]

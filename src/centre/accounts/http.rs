@@ -8,8 +8,8 @@
 //! and the vendor's admin routes under `/centre/v1/` (behind the centre's admin login).
 
 use super::admin;
-use super::envelope::{self, AccountError, Echo, API_VERSION};
-use super::methods::{self, Caller, METHODS};
+use super::envelope::{self, AccountError, Call, Echo, PathForm, API_VERSION};
+use super::methods::{self, Caller};
 use super::model::AccountId;
 use super::store::Tariff;
 use crate::centre::http::{CentreJson, CentreReply, CentreState, Peer};
@@ -186,13 +186,6 @@ async fn execute_path(
     run(&st, ip, &headers, Some(form), &body).await
 }
 
-/// The type and method a path names.
-struct PathForm {
-    kind: String,
-    method: String,
-    get: bool,
-}
-
 async fn run(
     st: &CentreState,
     ip: std::net::IpAddr,
@@ -206,27 +199,6 @@ async fn run(
         Ok(m) => envelope::success(m, echo),
         Err(e) => envelope::failure(&e, echo),
     })
-}
-
-fn text_of(v: Option<&Value>, what: &str) -> Result<Option<String>, AccountError> {
-    match v {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(AccountError::BadRequest(format!("{what} must be a string"))),
-    }
-}
-
-fn check_type(kind: &str) -> Result<(), AccountError> {
-    match kind {
-        "usr" | "ext" => Ok(()),
-        "srv" => Err(AccountError::BadRequest(
-            "type srv (service infrastructure) is not served here; the account methods are type usr".into(),
-        )),
-        other => Err(AccountError::BadRequest(format!(
-            "type {:?} is not usr (or ext)",
-            other.chars().take(20).collect::<String>()
-        ))),
-    }
 }
 
 async fn answer(
@@ -245,93 +217,12 @@ async fn answer(
             headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         )
         .await?;
-    let mut params = if body.iter().all(u8::is_ascii_whitespace) && form.is_some() {
-        Map::new()
-    } else {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(m)) => m,
-            Ok(_) => {
-                return Err(AccountError::BadRequest(
-                    "the request body must be a JSON object".into(),
-                ))
-            }
-            Err(e) => return Err(AccountError::BadRequest(format!("malformed JSON: {e}"))),
-        }
-    };
-    let general = match params.remove("general") {
-        None => Map::new(),
-        Some(Value::Object(g)) => g,
-        Some(_) => return Err(AccountError::BadRequest("general must be an object".into())),
-    };
-    match general.get("version") {
-        None => {}
-        Some(v) => {
-            echo.version = Some(v.as_u64().filter(|n| *n <= 1000).ok_or_else(|| {
-                AccountError::BadRequest("general.version must be a whole number".into())
-            })?)
-        }
-    }
-    let debug = general.contains_key("debug");
-    for k in general.keys() {
-        if !["type", "method", "version", "debug"].contains(&k.as_str()) {
-            return Err(AccountError::BadRequest(format!(
-                "general.{k} is not one of type, method, version, debug"
-            )));
-        }
-    }
-    let said_method = text_of(general.get("method"), "general.method")?;
-    let said_type = text_of(general.get("type"), "general.type")?;
-    let (method, get) = match form {
-        Some(f) => {
-            check_type(&f.kind)?;
-            if said_method.as_ref().is_some_and(|m| *m != f.method)
-                || said_type.as_ref().is_some_and(|t| *t != f.kind)
-            {
-                return Err(AccountError::BadRequest(
-                    "general.type and general.method, when given, must match the path".into(),
-                ));
-            }
-            (f.method, f.get)
-        }
-        None => {
-            check_type(said_type.as_deref().ok_or_else(|| {
-                AccountError::BadRequest("general.type is required (usr)".into())
-            })?)?;
-            let m = said_method.ok_or_else(|| {
-                AccountError::BadRequest("general.method is required, e.g. account/list".into())
-            })?;
-            (m, false)
-        }
-    };
-    if !METHODS.contains(&method.as_str()) {
-        return Err(AccountError::UnknownMethod(
-            method.chars().take(100).collect(),
-        ));
-    }
-    if get && method != "account/list" {
-        return Err(AccountError::BadRequest(format!(
-            "{method} takes POST; only account/list has a GET form"
-        )));
-    }
-    let acting = match params.remove("auth") {
-        None => None,
-        Some(Value::Object(a)) => {
-            if let Some(k) = a.keys().find(|k| *k != "account") {
-                return Err(AccountError::BadRequest(format!(
-                    "auth.{k} is not known; auth holds account"
-                )));
-            }
-            match a.get("account") {
-                None => None,
-                Some(v) => Some(v.as_u64().ok_or_else(|| {
-                    AccountError::BadRequest(
-                        "auth.account must be an account code (a number)".into(),
-                    )
-                })?),
-            }
-        }
-        Some(_) => return Err(AccountError::BadRequest("auth must be an object".into())),
-    };
+    let Call {
+        method,
+        acting,
+        debug,
+        params,
+    } = envelope::parse_call(body, form, echo)?;
     let logged = debug.then(|| redacted(&params));
     let caller = Caller {
         centre: &st.centre,
