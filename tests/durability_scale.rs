@@ -783,12 +783,18 @@ async fn kills_during_many_installs_updates_and_memory_writes() {
         ("software activations", 10),
         ("activations onto USB keys", 2),
         ("updates", 5),
-        ("new periods found installed", 10),
         ("memory writes", 100),
     ] {
         let n = state.acks.get(what).copied().unwrap_or(0);
         assert!(n >= least, "only {n} {what}: {:?}", state.acks);
     }
+    // Updates that landed, acknowledged or found installed after a kill: how many of each
+    // depends on the machine's speed (a fast one finishes more before the kill), not the sum.
+    let n = ["updates", "new periods found installed"]
+        .iter()
+        .map(|w| state.acks.get(w).copied().unwrap_or(0))
+        .sum::<usize>();
+    assert!(n >= 10, "only {n} updates landed: {:?}", state.acks);
     drop(s);
     drop(tmp);
 }
