@@ -1456,6 +1456,32 @@ async fn page_errors(b: &fantoccini::Client) -> Vec<String> {
         .collect()
 }
 
+/// Clicks a form's button and waits until the browser shows the answer: a mark set on the
+/// page before the click is gone. Reading `#message` at once could read the one the page
+/// already showed (from the form's previous submission).
+async fn submit(b: &fantoccini::Client, button: fantoccini::Locator<'_>) {
+    b.execute("window.kbBeforeSubmit = 1; return null;", vec![])
+        .await
+        .expect("mark");
+    b.find(button)
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    for _ in 0..200 {
+        let still = b
+            .execute("return window.kbBeforeSubmit === 1;", vec![])
+            .await
+            .unwrap_or(serde_json::Value::Bool(true));
+        if still == serde_json::Value::Bool(false) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the form's answer did not load");
+}
+
 async fn text_of(b: &fantoccini::Client, css: &str) -> String {
     // The live lists replace their elements every few seconds: an element found just before
     // a refresh is stale by the time its text is asked for, so it is found again.
@@ -1592,12 +1618,7 @@ async fn in_a_real_browser() {
             .send_keys("wrong")
             .await
             .expect("type");
-        b.find(Id("login"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Id("login")).await;
         assert!(text_of(&b, "#message").await.contains("not valid"));
         // The refusal is the one thing the browser logs so far: its 401.
         let errors = page_errors(&b).await;
@@ -1722,12 +1743,7 @@ async fn in_a_real_browser() {
             .expect("pick");
         shot(&b, "activation").await;
         check_page(&b, "activation").await;
-        b.find(Css("#activate button"))
-            .await
-            .expect("btn")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("#activate button")).await;
         let m = text_of(&b, "#message").await;
         assert!(m.contains("Activated"), "{m}");
         let j = s.get("/api/licences").await.json();
@@ -1748,12 +1764,7 @@ async fn in_a_real_browser() {
             .send_keys("из браузера")
             .await
             .expect("type");
-        b.find(Css("#memory-write button"))
-            .await
-            .expect("btn")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("#memory-write button")).await;
         assert!(text_of(&b, "#message").await.contains("written"));
         b.find(Css("#memory-read button"))
             .await
@@ -1773,12 +1784,7 @@ async fn in_a_real_browser() {
         )
         .await
         .expect("tamper");
-        b.find(Css("#memory-write button"))
-            .await
-            .expect("btn")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("#memory-write button")).await;
         assert!(text_of(&b, "#message").await.contains("security token"));
         shot(&b, "refused").await;
         let errors = page_errors(&b).await;
@@ -1837,12 +1843,7 @@ async fn in_a_real_browser() {
             .await
             .expect("mark");
         assert_eq!(mark, json!(7), "the page was reloaded");
-        b.find(Css("button.release"))
-            .await
-            .expect("release")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("button.release")).await;
         assert!(text_of(&b, "#message").await.contains("released"));
         assert_eq!(s.get("/api/sessions").await.json()["Sessions"], json!([]));
 
@@ -1905,12 +1906,7 @@ async fn in_a_real_browser() {
         let current = b.find(Id("s-current")).await.expect("cur");
         current.clear().await.expect("clear");
         current.send_keys("nope").await.expect("type");
-        b.find(Css("#settings button"))
-            .await
-            .expect("btn")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("#settings button")).await;
         assert!(text_of(&b, "#message").await.contains("not right"));
         let before = std::fs::read_to_string(&s.config).expect("config");
         assert!(!before.contains("session_seconds"), "{before}");
@@ -1921,12 +1917,7 @@ async fn in_a_real_browser() {
         let current = b.find(Id("s-current")).await.expect("cur");
         current.clear().await.expect("clear");
         current.send_keys(PASS).await.expect("type");
-        b.find(Css("#settings button"))
-            .await
-            .expect("btn")
-            .click()
-            .await
-            .expect("click");
+        submit(&b, Css("#settings button")).await;
         let m = text_of(&b, "#message").await;
         assert!(
             m.contains("[leases] session_seconds") && m.contains("restart"),
