@@ -351,26 +351,12 @@ pub fn router(c: Option<Arc<Console>>) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{Host, HostOptions, LeasePolicy};
+    use crate::host::{Host, HostOptions};
     use axum::body::Body;
     use tower::ServiceExt;
 
     fn console(dir: &std::path::Path, local_only: bool) -> Arc<Console> {
-        let host = Host::new(HostOptions {
-            data_dir: dir.into(),
-            computer_id: "0".repeat(40),
-            trust: crate::licence::TrustStore::default(),
-            session_lease: LeasePolicy {
-                session: Duration::from_secs(300),
-                max_sessions: 10,
-                max_connections: 10,
-            },
-            memory_policy: crate::keymem::LockPolicy::default(),
-            centre_url: None,
-            centre_ca_file: None,
-            centre_response_key: None,
-        })
-        .expect("host");
+        let host = Host::new(HostOptions::for_tests(dir)).expect("host");
         let api = Arc::new(AppState {
             host: Arc::new(host),
             signer: Arc::new(crate::crypto::HostResponseKey::new(

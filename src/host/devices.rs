@@ -338,7 +338,7 @@ impl Host {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{HostOptions, LeasePolicy};
+    use super::super::HostOptions;
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -350,21 +350,7 @@ mod tests {
     #[test]
     fn plugging_a_key_leaves_the_async_thread_free() {
         let dir = tempfile::tempdir().expect("tmp");
-        let host = Host::new(HostOptions {
-            data_dir: dir.path().into(),
-            computer_id: "0".repeat(40),
-            trust: licence::TrustStore::default(),
-            session_lease: LeasePolicy {
-                session: Duration::from_secs(300),
-                max_sessions: 10,
-                max_connections: 10,
-            },
-            memory_policy: crate::keymem::LockPolicy::default(),
-            centre_url: None,
-            centre_ca_file: None,
-            centre_response_key: None,
-        })
-        .expect("host");
+        let host = Host::new(HostOptions::for_tests(dir.path())).expect("host");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

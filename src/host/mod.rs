@@ -78,6 +78,27 @@ pub struct Host {
     usb_watch: std::sync::OnceLock<hotplug::UsbWatch>,
 }
 
+#[cfg(test)]
+impl HostOptions {
+    /// A host with no trusted centre, no centre URL and tables of ten, for unit tests.
+    pub(crate) fn for_tests(data_dir: &Path) -> HostOptions {
+        HostOptions {
+            data_dir: data_dir.into(),
+            computer_id: "0".repeat(40),
+            trust: TrustStore::default(),
+            session_lease: LeasePolicy {
+                session: std::time::Duration::from_secs(300),
+                max_sessions: 10,
+                max_connections: 10,
+            },
+            memory_policy: crate::keymem::LockPolicy::default(),
+            centre_url: None,
+            centre_ca_file: None,
+            centre_response_key: None,
+        }
+    }
+}
+
 /// The simulator's image folder inside a data directory.
 pub fn sim_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("sim")
