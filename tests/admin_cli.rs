@@ -106,18 +106,7 @@ async fn the_admin_cli_drives_a_running_host() {
     assert_eq!(ok(kb(&s, &["memory", "read", &key])).trim(), "");
 
     // Activation onto the blank through the demo centre, then an update; piped, no progress.
-    let codes = std::process::Command::new(BIN)
-        .args(["centre", "code-list", "--data"])
-        .arg(s.data.join("demo"))
-        .output()
-        .expect("run");
-    let codes = String::from_utf8_lossy(&codes.stdout).into_owned();
-    let code = codes
-        .lines()
-        .find(|l| l.ends_with("\tnew"))
-        .and_then(|l| l.split('\t').next())
-        .unwrap_or_else(|| panic!("{codes}"))
-        .to_owned();
+    let code = s.demo_code();
     let r = kb(
         &s,
         &[

@@ -545,17 +545,7 @@ async fn storage_errors_do_not_reveal_paths() {
     let target = data.join(format!("{KEY_ID}.7131768.licence"));
     std::fs::create_dir(&target).expect("dir");
     std::fs::write(target.join("occupant"), b"x").expect("file");
-    let out = std::process::Command::new(BIN)
-        .args(["centre", "code-list", "--data"])
-        .arg(data.join("demo"))
-        .output()
-        .expect("run");
-    let codes = stdout(&out);
-    let code = codes
-        .lines()
-        .find(|l| l.ends_with("\tnew"))
-        .and_then(|l| l.split('\t').next())
-        .unwrap_or_else(|| panic!("no fresh demo code: {codes}"));
+    let code = s.demo_code();
     let r = s
         .post(
             "/api/licences",

@@ -15,17 +15,7 @@ async fn an_install_reads_only_its_own_licence() {
     assert!(other.exists());
     std::fs::write(&other, b"{ damaged").expect("write");
     // A new licence is installed through the API (activation at the demo centre).
-    let codes = std::process::Command::new(BIN)
-        .args(["centre", "code-list", "--data"])
-        .arg(s.data.join("demo"))
-        .output()
-        .expect("run");
-    let codes = String::from_utf8_lossy(&codes.stdout).into_owned();
-    let code = codes
-        .lines()
-        .find(|l| l.ends_with("\tnew"))
-        .and_then(|l| l.split('\t').next())
-        .unwrap_or_else(|| panic!("{codes}"));
+    let code = s.demo_code();
     let r = s
         .post(
             "/api/licences",

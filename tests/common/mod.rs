@@ -476,6 +476,29 @@ impl Server {
             .expect("run keybridge")
     }
 
+    /// The demo centre's activation codes not yet activated (`centre code-list`, "new").
+    pub fn demo_codes(&self) -> Vec<String> {
+        let out = Command::new(BIN)
+            .args(["centre", "code-list", "--data"])
+            .arg(self.data.join("demo"))
+            .output()
+            .expect("run keybridge centre code-list");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter(|l| l.ends_with("\tnew"))
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// One unused demo activation code.
+    pub fn demo_code(&self) -> String {
+        self.demo_codes()
+            .into_iter()
+            .next()
+            .expect("a fresh demo code")
+    }
+
     /// The demo centre's signing key, to issue more licences in tests.
     pub fn centre(&self) -> keybridge::crypto::LicenceKey {
         keybridge::crypto::LicenceKey::new(
