@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
+    common::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client")
@@ -653,7 +653,7 @@ async fn sessions_are_rotated_bound_and_bounded() {
     assert_eq!(r.headers()["location"], "/login");
 
     // The audit log gives the address of the request that made the change, not the login's.
-    let from2 = reqwest::Client::builder()
+    let from2 = common::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()

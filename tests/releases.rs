@@ -583,7 +583,9 @@ async fn the_demo_prints_a_working_curl_command() {
         .nth(1)
         .and_then(|b| b.strip_suffix('\''))
         .expect("body");
-    let r = reqwest::Client::new()
+    let r = common::client_builder()
+        .build()
+        .expect("client")
         .post(&url)
         .header("content-type", "application/json")
         .body(body.to_owned())

@@ -166,7 +166,7 @@ async fn the_api_page_is_vendored_and_offers_basic_login() {
         .await
         .expect("t");
     assert!(init.contains("tryItOutEnabled"), "{init}");
-    let plain = reqwest::Client::builder()
+    let plain = common::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");

@@ -174,14 +174,8 @@ impl HostApi {
                     .clone()
             }
         };
-        let tls = crate::web::tls::client_config(a.ca_file.as_deref())
+        let http = crate::web::client::http_client(a.ca_file.as_deref(), Duration::from_secs(120))
             .map_err(|e| format!("--ca-file: {e}"))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(HostApi {
             base,
             http,

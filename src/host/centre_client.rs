@@ -46,15 +46,8 @@ impl CentreClient {
         ca_file: Option<&std::path::Path>,
         response_key: Option<PublicKey>,
     ) -> Result<CentreClient, HostError> {
-        let tls = crate::web::tls::client_config(ca_file)
+        let http = crate::web::client::http_client(ca_file, TIMEOUT)
             .map_err(|e| HostError::Internal(format!("[centre] ca_file: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .use_preconfigured_tls(tls)
-            // Requests carry proofs (codes, ITNs): never resent to wherever a redirect points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| HostError::Internal(e.to_string()))?;
         let base = url.trim_end_matches('/').to_owned();
         if response_key.is_none() {
             tracing::warn!(

@@ -1,10 +1,11 @@
 //! What both HTTP services — the host's СЛК API and the licensing centre — share: the login
-//! gate with its throttle, the response-signing layer, the serve loop with its limits, and
-//! TLS. Each service brings its own key and its own error format through a small trait, so
+//! gate with its throttle, the response-signing layer, the serve loop with its limits, TLS,
+//! and the outgoing HTTP client. Each service brings its own key and its own error format through a small trait, so
 //! neither imports the other.
 
 pub mod allowed_hosts;
 pub mod api_page;
+pub mod client;
 pub mod login;
 pub mod server;
 pub mod signing;
