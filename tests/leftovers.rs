@@ -92,8 +92,20 @@ async fn helper_holds_a_server() {
         return;
     };
     let s = start(kind == "wrapped").await;
-    for (pid, started) in processes(&s, kind == "wrapped") {
+    let procs = processes(&s, kind == "wrapped");
+    for &(pid, started) in &procs {
         println!("PROCESS {pid} {started}");
+    }
+    // What a killed test process leaves on disk: its temporary folder, and umockdev's testbed
+    // (umockdev-run removes it only when it outlives the host).
+    println!("FOLDER {}", s.dir.display());
+    if let Some(&(host, _)) = procs.get(1) {
+        let environ = std::fs::read(format!("/proc/{host}/environ")).expect("environ");
+        for var in environ.split(|b| *b == 0) {
+            if let Some(dir) = var.strip_prefix(b"UMOCKDEV_DIR=") {
+                println!("FOLDER {}", String::from_utf8_lossy(dir));
+            }
+        }
     }
     println!("READY");
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -115,6 +127,7 @@ async fn a_killed_test_process_leaves_no_process() {
         .stdout(std::process::Stdio::piped());
         let mut helper = spawn_tied(cmd, libc::SIGKILL).expect("run the helper");
         let mut procs = Vec::new();
+        let mut folders = Vec::new();
         let mut lines = BufReader::new(helper.stdout.take().expect("stdout")).lines();
         for line in lines.by_ref().map_while(Result::ok) {
             if line == "READY" {
@@ -124,6 +137,9 @@ async fn a_killed_test_process_leaves_no_process() {
                 let mut f = rest.split(' ').map(|n| n.parse::<u64>().expect("number"));
                 let (pid, started) = (f.next().expect("pid"), f.next().expect("start"));
                 procs.push((u32::try_from(pid).expect("pid"), started));
+            }
+            if let Some(dir) = line.strip_prefix("FOLDER ") {
+                folders.push(std::path::PathBuf::from(dir));
             }
         }
         // SIGKILL: the helper's drops never run, as under a CI timeout.
@@ -138,6 +154,16 @@ async fn a_killed_test_process_leaves_no_process() {
             ends_within(pid, started, Duration::from_secs(15));
         }
         let left = reap_leftovers(&procs);
+        // The files are this test's to remove: no drop ran to remove them.
+        assert_eq!(
+            folders.len(),
+            procs.len(),
+            "{kind}: the helper did not say which folders it used"
+        );
+        for dir in &folders {
+            assert!(dir.starts_with(std::env::temp_dir()), "{}", dir.display());
+            let _ = std::fs::remove_dir_all(dir);
+        }
         assert!(
             left.is_empty(),
             "{kind}: still running after their test process was killed: {left:?}"

@@ -251,8 +251,13 @@ impl Server {
             .expect("log");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
+                // The host is tied to the wrapper as the wrapper is to us: umockdev-run
+                // passes on one SIGTERM (SA_RESETHAND), but the kernel may send it several
+                // as a killed test process's threads end one by one, and the second kills it
+                // before it passed on the first, leaving the host running (seen in CI).
                 let mut c = Command::new(program);
-                c.args(args).arg(BIN);
+                c.args(args)
+                    .args(["setpriv", "--pdeathsig", "TERM", "--", BIN]);
                 c
             }
             None => Command::new(BIN),
@@ -274,7 +279,8 @@ impl Server {
         // Its own process group, so a wrapper's children (umockdev-run's keybridge) go with it.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         // And signalled if this test process dies without dropping it: the host killed, a
-        // wrapper told to stop (umockdev-run passes SIGTERM on to the host, not SIGKILL).
+        // wrapper told to stop (umockdev-run passes SIGTERM on to the host, not SIGKILL, and
+        // the host is signalled when the wrapper goes, above).
         let signal = if wrapper.is_empty() {
             libc::SIGKILL
         } else {
