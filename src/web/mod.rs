@@ -1,7 +1,7 @@
 //! What both HTTP services — the host's СЛК API and the licensing centre — share: the login
 //! gate with its throttle, the response-signing layer, the serve loop with its limits, TLS,
-//! and the outgoing HTTP client. Each service brings its own key and its own error format through a small trait, so
-//! neither imports the other.
+//! and the outgoing HTTP client. Each service brings its own key and its own error format
+//! through a small trait, so neither imports the other.
 
 pub mod allowed_hosts;
 pub mod api_page;

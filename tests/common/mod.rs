@@ -139,10 +139,10 @@ pub fn openssl_verify(pem: &str, message: &[u8], sig_b64: &str) -> bool {
 /// client must come from here.
 ///
 /// Idle pooled connections are dropped after [`CLIENT_IDLE`], well before the servers close
-/// them ([http] idle_timeout_seconds: 5 s by default, 1 s at the least in these tests). reqwest's own default (90 s) lets a test
-/// reuse a connection in the very moment the server closes it for idleness: the request then
-/// meets a reset (`ConnectionReset` on send; it failed a CI run of leases_limits, whose burst
-/// leaves surplus connections idle at the bottom of the pool).
+/// them (`[http] idle_timeout_seconds`: 5 s by default, 1 s at the least in these tests).
+/// reqwest's own default (90 s) lets a test reuse a connection in the very moment the server
+/// closes it for idleness: the request then meets a reset (`ConnectionReset` on send; it
+/// failed a CI run of leases_limits, whose burst leaves surplus connections idle in the pool).
 pub fn client_builder() -> reqwest::ClientBuilder {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().pool_idle_timeout(CLIENT_IDLE)
