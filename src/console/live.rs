@@ -18,7 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -36,7 +36,7 @@ pub struct Live {
     /// Turns true when the server is asked to stop: open streams end at once, so a shutdown
     /// does not wait out its timeout for pages left open.
     stopping: watch::Sender<bool>,
-    watcher: OnceLock<()>,
+    watcher: tokio::sync::OnceCell<()>,
     streams: Arc<Semaphore>,
     /// Below the server's idle timeout, so an open stream is never cut as idle.
     keep_alive: Duration,
@@ -68,52 +68,67 @@ fn digest(host: &Host) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// [`digest`] on the blocking pool: it copies every licence entry (10,000 on a big host).
+async fn digest_off_workers(host: &Arc<Host>) -> Option<[u8; 32]> {
+    let host = host.clone();
+    tokio::task::spawn_blocking(move || digest(&host))
+        .await
+        .ok()
+}
+
 impl Live {
     pub fn new(keep_alive: Duration) -> Live {
         Live {
             tx: Arc::new(watch::channel([0; 32]).0),
             stopping: watch::channel(false).0,
-            watcher: OnceLock::new(),
+            watcher: tokio::sync::OnceCell::new(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
             keep_alive: keep_alive.clamp(Duration::from_millis(50), Duration::from_secs(15)),
         }
     }
 
-    /// A receiver of changes; starts the watcher on first use. It stops when the console goes.
-    fn subscribe(&self, host: &Arc<Host>) -> watch::Receiver<[u8; 32]> {
-        self.watcher.get_or_init(|| {
-            self.tx.send_replace(digest(host));
-            let stopping = self.stopping.clone();
-            tokio::spawn(async move {
-                let term = async {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    match signal(SignalKind::terminate()) {
-                        Ok(mut s) => {
-                            s.recv().await;
+    /// A receiver of changes; starts the watcher on first use, from a digest taken before
+    /// the first stream is answered (a change made once a stream is open is never part of
+    /// the starting point). It stops when the console goes.
+    async fn subscribe(&self, host: &Arc<Host>) -> watch::Receiver<[u8; 32]> {
+        self.watcher
+            .get_or_init(|| async {
+                if let Some(d) = digest_off_workers(host).await {
+                    self.tx.send_replace(d);
+                }
+                let stopping = self.stopping.clone();
+                tokio::spawn(async move {
+                    let term = async {
+                        use tokio::signal::unix::{signal, SignalKind};
+                        match signal(SignalKind::terminate()) {
+                            Ok(mut s) => {
+                                s.recv().await;
+                            }
+                            Err(_) => std::future::pending::<()>().await,
                         }
-                        Err(_) => std::future::pending::<()>().await,
+                    };
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        () = term => {}
                     }
-                };
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    () = term => {}
-                }
-                stopping.send_replace(true);
-            });
-            let tx = Arc::downgrade(&self.tx);
-            let host = host.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(TICK).await;
-                    let Some(tx) = tx.upgrade() else { break };
-                    if tx.receiver_count() == 0 {
-                        continue;
+                    stopping.send_replace(true);
+                });
+                let tx = Arc::downgrade(&self.tx);
+                let host = host.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(TICK).await;
+                        let Some(tx) = tx.upgrade() else { break };
+                        if tx.receiver_count() == 0 {
+                            continue;
+                        }
+                        if let Some(d) = digest_off_workers(&host).await {
+                            tx.send_if_modified(|v| std::mem::replace(v, d) != d);
+                        }
                     }
-                    let d = digest(&host);
-                    tx.send_if_modified(|v| std::mem::replace(v, d) != d);
-                }
-            });
-        });
+                });
+            })
+            .await;
         let mut rx = self.tx.subscribe();
         rx.mark_unchanged();
         rx
@@ -141,7 +156,7 @@ pub async fn events(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respon
         return unsigned((StatusCode::SERVICE_UNAVAILABLE, "busy").into_response());
     };
     let st = Stream {
-        rx: c.live.subscribe(&c.api.host),
+        rx: c.live.subscribe(&c.api.host).await,
         stopping: c.live.stopping.subscribe(),
         console: c.clone(),
         token,
