@@ -98,19 +98,7 @@ impl Live {
                 }
                 let stopping = self.stopping.clone();
                 tokio::spawn(async move {
-                    let term = async {
-                        use tokio::signal::unix::{signal, SignalKind};
-                        match signal(SignalKind::terminate()) {
-                            Ok(mut s) => {
-                                s.recv().await;
-                            }
-                            Err(_) => std::future::pending::<()>().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        () = term => {}
-                    }
+                    crate::web::server::stop_requested().await;
                     stopping.send_replace(true);
                 });
                 let tx = Arc::downgrade(&self.tx);

@@ -590,8 +590,15 @@ pub async fn canonical_case() -> Extensions {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), and says so in the log.
 pub async fn shutdown_signal() {
+    stop_requested().await;
+    tracing::info!("shutting down");
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), silently: for whatever else must wind down when
+/// the server is asked to stop (the console's open event streams).
+pub async fn stop_requested() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -607,7 +614,6 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down");
 }
 
 /// Binds `addr` for a service: the error names the address.
